@@ -1,0 +1,94 @@
+"""Fixtures shared by the integration tests. Everything a test starts is stopped after it, and the
+logs of its Envoys are printed when it fails."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+from harness import Envoy, Upstream  # noqa: E402
+
+# The plugin configuration of the issue's example: one app in our namespace, one in another.
+EXAMPLE_PLUGIN_CONFIG = {
+    "app_id": "checkout",
+    "namespace": "default",
+    "apps": {
+        "order-processor": {"cluster": "order-processor"},
+        "payments.prod": {"cluster": "payments-prod"},
+    },
+}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        for env in getattr(item, "_envoys", []):
+            rep.sections.append((f"{env.name} log (tail)", env.log_tail(60)))
+
+
+@pytest.fixture
+def start_envoy(request, tmp_path):
+    started: list[Envoy] = []
+    request.node._envoys = started
+
+    def start(cfg: dict, name: str = "envoy") -> Envoy:
+        env = Envoy(cfg, tmp_path, name)
+        started.append(env)
+        return env.start()
+
+    yield start
+    for env in started:
+        env.stop()
+
+
+@pytest.fixture
+def start_upstream():
+    started: list[Upstream] = []
+
+    def start(name: str) -> Upstream:
+        up = Upstream(name).start()
+        started.append(up)
+        return up
+
+    yield start
+    for up in started:
+        up.stop()
+
+
+@dataclass
+class Sidecar:
+    envoy: Envoy
+    port: int
+    apps: dict[str, Upstream]
+
+    def call(self, method: str, path: str, headers: dict | None = None, body: bytes | None = None):
+        return harness.request(self.port, method, path, headers, body)
+
+
+def checkout_sidecar_config(plugin: dict | str, upstreams: dict[str, Upstream]) -> tuple[dict, int]:
+    """envoy/checkout-sidecar.yaml on free ports, with `plugin` as the filter's configuration and
+    one cluster per upstream, named by its key. Returns the config and the outbound port."""
+    cfg = harness.load_config("checkout-sidecar.yaml")
+    cfg = harness.remap_ports(cfg, {p: harness.free_port() for p in harness.shipped_ports(cfg)})
+    template = cfg["static_resources"]["clusters"][0]
+    cfg["static_resources"]["clusters"] = [
+        harness.cluster_like(template, name, up.port) for name, up in upstreams.items()
+    ]
+    port = harness.listener(cfg, "outbound")["address"]["socket_address"]["port_value"]
+    return harness.set_plugin_config(cfg, "outbound", plugin), port
+
+
+@pytest.fixture
+def sidecar(start_envoy, start_upstream) -> Sidecar:
+    """checkout's sidecar with the example plugin config, order-processor and payments.prod up."""
+    apps = {"order-processor": start_upstream("order-processor"),
+            "payments-prod": start_upstream("payments")}
+    cfg, port = checkout_sidecar_config(EXAMPLE_PLUGIN_CONFIG, apps)
+    return Sidecar(start_envoy(cfg, "checkout-sidecar"), port, apps)

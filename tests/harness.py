@@ -1,0 +1,310 @@
+"""The one harness every integration test uses: a real Envoy running our shipped configs (with
+free loopback ports), the real .wasm, small real upstream servers, and cleanup.
+
+Configs are never written by hand here: a test loads a file from envoy/, remaps its ports and,
+where a test needs it, swaps the plugin configuration or adds a cluster. So the tests exercise
+the same listeners, routes and filter settings that users run.
+"""
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVOY_DIR = ROOT / "envoy"
+WASM = ROOT / "target/wasm32-wasip1/release/dapr_invoke.wasm"
+FILTER_NAME = "dapr-invoke"
+
+
+def envoy_bin() -> str:
+    """Envoy from ENVOY_BIN, else the project's virtualenv, else PATH."""
+    candidates = [os.environ.get("ENVOY_BIN"), str(ROOT / ".venv/bin/envoy"), shutil.which("envoy")]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return c
+    raise RuntimeError("no Envoy found: run `make setup`, or set ENVOY_BIN to an Envoy binary")
+
+
+def require_wasm() -> Path:
+    if not WASM.is_file():
+        raise RuntimeError(f"{WASM} is missing: run `make wasm` first")
+    return WASM
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs: load a shipped file, then change only what a test must.
+
+
+def load_config(name: str) -> dict:
+    return yaml.safe_load((ENVOY_DIR / name).read_text())
+
+
+def shipped_ports(cfg: dict) -> set[int]:
+    return {v for _, v in _walk_ports(cfg)}
+
+
+def remap_ports(cfg: dict, mapping: dict[int, int]) -> dict:
+    """Replaces every `port_value` by mapping[old]; a port the mapping lacks is an error, so no
+    test ever binds a fixed port by accident."""
+    cfg = copy.deepcopy(cfg)
+    for holder, old in _walk_ports(cfg):
+        if old not in mapping:
+            raise KeyError(f"port {old} in config has no test port")
+        holder["port_value"] = mapping[old]
+    return cfg
+
+
+def _walk_ports(node):
+    if isinstance(node, dict):
+        if "port_value" in node:
+            yield node, node["port_value"]
+        for v in node.values():
+            yield from _walk_ports(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk_ports(v)
+
+
+def listener(cfg: dict, name: str) -> dict:
+    for lst in cfg["static_resources"]["listeners"]:
+        if lst["name"] == name:
+            return lst
+    raise KeyError(f"no listener {name}")
+
+
+def hcm(cfg: dict, listener_name: str) -> dict:
+    return listener(cfg, listener_name)["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def wasm_filter(cfg: dict, listener_name: str) -> dict:
+    for f in hcm(cfg, listener_name)["http_filters"]:
+        if f["name"] == FILTER_NAME:
+            return f["typed_config"]["config"]
+    raise KeyError(f"no {FILTER_NAME} filter on listener {listener_name}")
+
+
+def plugin_config(cfg: dict, listener_name: str) -> dict:
+    return json.loads(wasm_filter(cfg, listener_name)["configuration"]["value"])
+
+
+def set_plugin_config(cfg: dict, listener_name: str, value: dict | str) -> dict:
+    cfg = copy.deepcopy(cfg)
+    text = value if isinstance(value, str) else json.dumps(value)
+    wasm_filter(cfg, listener_name)["configuration"]["value"] = text
+    return cfg
+
+
+def cluster_like(template: dict, name: str, port: int) -> dict:
+    """A copy of a shipped cluster, renamed and pointing at 127.0.0.1:port."""
+    cluster = copy.deepcopy(template)
+    cluster["name"] = name
+    cluster["load_assignment"]["cluster_name"] = name
+    ep = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    ep["address"]["socket_address"]["port_value"] = port
+    return cluster
+
+
+# ---------------------------------------------------------------------------------------------
+# Envoy as a child process.
+
+
+class EnvoyFailed(RuntimeError):
+    pass
+
+
+class Envoy:
+    """One Envoy process. `start()` waits for the admin /ready; `stop()` always kills it."""
+
+    def __init__(self, cfg: dict, workdir: Path, name: str = "envoy"):
+        self.cfg = cfg
+        self.name = name
+        self.config_path = workdir / f"{name}.yaml"
+        self.log_path = workdir / f"{name}.log"
+        self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        self.admin_port = cfg["admin"]["address"]["socket_address"]["port_value"]
+        self.proc: subprocess.Popen | None = None
+
+    def command(self, *extra: str) -> list[str]:
+        return [envoy_bin(), "-c", str(self.config_path), "--disable-hot-restart",
+                "--concurrency", "1", "--log-level", "info", *extra]
+
+    def start(self, timeout: float = 30.0) -> "Envoy":
+        require_wasm()
+        log = open(self.log_path, "wb")
+        # Run from the repo root: the shipped configs name the .wasm by a path relative to it.
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EnvoyFailed(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                status, _, body = request(self.admin_port, "GET", "/ready", timeout=1)
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise EnvoyFailed(f"{self.name} not ready within {timeout}s:\n{self.log_tail()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def stats(self) -> dict[str, int]:
+        _, _, body = request(self.admin_port, "GET", "/stats?format=json")
+        out = {}
+        for s in json.loads(body)["stats"]:
+            if "value" in s:
+                out[s["name"]] = s["value"]
+        return out
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=10)
+
+
+def validate(cfg: dict, workdir: Path, name: str = "validate") -> tuple[int, str]:
+    """`envoy --mode validate`: loads the config, including the filter's on_configure."""
+    env = Envoy(cfg, workdir, name)
+    proc = subprocess.run(env.command("--mode", "validate"), cwd=ROOT, capture_output=True, timeout=60)
+    return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
+
+
+# ---------------------------------------------------------------------------------------------
+# Upstreams and clients.
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Upstream:
+    """An HTTP/1.1 app that records every request and answers with a JSON echo of it."""
+    name: str
+    port: int = 0
+    requests: list[Seen] = field(default_factory=list)
+    status: int = 200
+
+    def start(self) -> "Upstream":
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def handle_one(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                upstream.requests.append(Seen(self.command, self.path, headers, body))
+                out = json.dumps({"app": upstream.name, "method": self.command, "path": self.path,
+                                  "headers": headers, "body_len": len(body)}).encode()
+                self.send_response(upstream.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = handle_one
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def request(port: int, method: str, path: str, headers: dict | None = None, body: bytes | None = None,
+            timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def raw_request(port: int, data: bytes, timeout: float = 5) -> bytes:
+    """Sends bytes as they are (for requests http.client refuses to build) and returns the reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks)):
+                    break
+        except socket.timeout:
+            pass
+        return b"".join(chunks)
+
+
+def _complete(data: bytes) -> bool:
+    head, _, body = data.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":", 1)[1])
+    return True
+
+
+def wait_for_port(port: int, timeout: float = 15, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
