@@ -101,6 +101,11 @@ impl Context for Http {}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "fault-injection")]
+        if let Ok(Some(_)) = request_header("x-dapr-invoke-fault") {
+            // Test builds only: trap the VM, to show what Envoy's failure_policy does.
+            std::process::abort();
+        }
         let Some(config) = self.config.clone() else {
             return self.reject(&DaprError::not_ready("the filter has no configuration"));
         };
