@@ -9,7 +9,9 @@ STAMP    := $(VENV)/.setup-$(ENVOY_VERSION)
 PY_REQS  := tests/requirements.txt samples/checkout/requirements.txt samples/order-processor/requirements.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help setup wasm demo test unit integration lint validate clean
+RUNNER   := target/debug/dapr-envoy
+
+.PHONY: help setup wasm cli demo test unit integration lint validate clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,21 +29,25 @@ wasm: setup ## Build the filter: target/wasm32-wasip1/release/dapr_invoke.wasm
 	cargo build --release --target wasm32-wasip1 -p dapr-invoke
 	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
 
-demo: wasm ## Run the quickstart: two sidecars, checkout sends 10 orders to order-processor
-	ENVOY_BIN=$(ENVOY) PYTHON=$(PYTHON) bash samples/demo.sh
+cli: ## Build the runner: target/debug/dapr-envoy
+	cargo build -p dapr-envoy
+
+demo: wasm cli ## Run the quickstart: `dapr-envoy run -f samples/dapr.yaml`, 10 orders, then stop
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ENVOY_BIN=$(ENVOY) \
+	  $(RUNNER) run -f samples/dapr.yaml --exit-with checkout
 
 lint: ## rustfmt and clippy (host and wasm)
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
-	cargo clippy --target wasm32-wasip1 -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p dapr-invoke --target wasm32-wasip1 -- -D warnings
 
-unit: ## Host unit tests and doctests of the pure logic
-	cargo test
+unit: ## Host unit tests and doctests (filter logic, run files, config generation)
+	cargo test --workspace
 
 validate: wasm ## `envoy --mode validate` on every shipped config (runs the filter's on_configure)
 	@for f in envoy/*.yaml; do $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "ok  $$f" || { echo "BAD $$f"; exit 1; }; done
 
-integration: wasm ## Integration tests: a real Envoy, the real .wasm, real upstreams on loopback
+integration: wasm cli ## Integration tests: a real Envoy, the real .wasm, real upstreams on loopback
 	ENVOY_BIN=$${ENVOY_BIN:-$(ENVOY)} $(PYTHON) -m pytest tests -q
 
 test: setup lint unit validate integration ## Every test

@@ -34,7 +34,7 @@ def envoy_bin() -> str:
     candidates = [os.environ.get("ENVOY_BIN"), str(ROOT / ".venv/bin/envoy"), shutil.which("envoy")]
     for c in candidates:
         if c and Path(c).is_file():
-            return c
+            return str(Path(c).resolve())
     raise RuntimeError("no Envoy found: run `make setup`, or set ENVOY_BIN to an Envoy binary")
 
 

@@ -1,0 +1,335 @@
+//! The Envoy bootstrap of one app's sidecar, built as data from a [`Plan`].
+//!
+//! Each sidecar has an outbound listener on the app's `DAPR_HTTP_PORT` (the dapr-invoke filter,
+//! then the router on the filter's cluster header), an inbound listener that other sidecars call
+//! and that delivers to the app, one cluster per app of the run file pointing at that app's
+//! inbound listener, and a cluster for its own app.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::runfile::{AppPlan, AppProtocol, Plan};
+
+/// The header the filter writes the chosen cluster into, and the router reads.
+pub const CLUSTER_HEADER: &str = "x-dapr-cluster";
+/// The cluster of the sidecar's own app.
+pub const LOCAL_APP_CLUSTER: &str = "local-app";
+
+/// The cluster that reaches `app_id`'s sidecar.
+pub fn target_cluster(app_id: &str) -> String {
+    format!("to-{app_id}")
+}
+
+/// The filter's plugin configuration for `me`: every app of the run file is a target.
+pub fn plugin_config(plan: &Plan, me: &AppPlan) -> Value {
+    let apps: serde_json::Map<String, Value> = plan
+        .apps
+        .iter()
+        .map(|a| {
+            (
+                a.app_id.clone(),
+                json!({ "cluster": target_cluster(&a.app_id) }),
+            )
+        })
+        .collect();
+    json!({ "app_id": me.app_id, "namespace": "default", "apps": apps })
+}
+
+/// The whole bootstrap for `me`'s sidecar. The plugin configuration is checked with the filter's
+/// own parser first, so a config Envoy would refuse is never written.
+pub fn sidecar(plan: &Plan, me: &AppPlan, wasm: &Path) -> Result<Value, String> {
+    let plugin = plugin_config(plan, me).to_string();
+    dapr_invoke::config::Config::from_json(plugin.as_bytes())
+        .map_err(|e| format!("{}: {e}", me.app_id))?;
+
+    let outbound_route = json!({
+        "match": { "prefix": "/" },
+        "route": { "cluster_header": CLUSTER_HEADER, "timeout": "0s" },
+        "request_headers_to_remove": [CLUSTER_HEADER],
+    });
+    let inbound_route = match me.app_port {
+        Some(_) => json!({
+            "match": { "prefix": "/" },
+            "route": { "cluster": LOCAL_APP_CLUSTER, "timeout": "0s" },
+            "request_headers_to_remove": [CLUSTER_HEADER],
+        }),
+        // Dapr's answer when the callee has no app port: its app channel is not initialized.
+        None => json!({
+            "match": { "prefix": "/" },
+            "direct_response": {
+                "status": 500,
+                "body": { "inline_string": json!({
+                    "errorCode": "ERR_DIRECT_INVOKE",
+                    "message": format!("failed to invoke, id: {}, err: app channel is not initialized (the app has no appPort)", me.app_id),
+                }).to_string() },
+            },
+            "response_headers_to_add": [{ "header": { "key": "content-type", "value": "application/json" } }],
+        }),
+    };
+    let filter = json!({
+        "name": "dapr-invoke",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "dapr-invoke",
+                "root_id": "dapr-invoke",
+                "failure_policy": "FAIL_RELOAD",
+                "reload_config": { "backoff": { "base_interval": "0.1s", "max_interval": "5s" } },
+                "vm_config": {
+                    "vm_id": "dapr-invoke",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": wasm.display().to_string() } },
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": plugin,
+                },
+            },
+        },
+    });
+
+    let mut clusters: Vec<Value> = plan
+        .apps
+        .iter()
+        .map(|a| cluster(&target_cluster(&a.app_id), a.inbound_port, true))
+        .collect();
+    if let Some(port) = me.app_port {
+        clusters.push(cluster(
+            LOCAL_APP_CLUSTER,
+            port,
+            me.protocol == AppProtocol::H2c,
+        ));
+    }
+
+    Ok(json!({
+        "node": { "id": me.app_id, "cluster": me.app_id },
+        "admin": { "address": address(me.admin_port) },
+        "static_resources": {
+            "listeners": [
+                listener("outbound", me.http_port, outbound_route, vec![filter, router()]),
+                listener("inbound", me.inbound_port, inbound_route, vec![router()]),
+            ],
+            "clusters": clusters,
+        },
+    }))
+}
+
+fn address(port: u16) -> Value {
+    json!({ "socket_address": { "address": "127.0.0.1", "port_value": port } })
+}
+
+fn router() -> Value {
+    json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
+    })
+}
+
+fn listener(name: &str, port: u16, route: Value, http_filters: Vec<Value>) -> Value {
+    json!({
+        "name": name,
+        "address": address(port),
+        "filter_chains": [{ "filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "normalize_path": true,
+                "merge_slashes": true,
+                "route_config": {
+                    "name": name,
+                    "virtual_hosts": [{ "name": name, "domains": ["*"], "routes": [route] }],
+                },
+                "http_filters": http_filters,
+            },
+        }]}],
+    })
+}
+
+fn cluster(name: &str, port: u16, http2: bool) -> Value {
+    let mut c = json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": address(port) } }] }],
+        },
+    });
+    if http2 {
+        if let Some(obj) = c.as_object_mut() {
+            obj.insert(
+                "typed_extension_protocol_options".into(),
+                json!({ "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": { "http2_protocol_options": {} },
+                }}),
+            );
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runfile::{parse, Ports};
+
+    struct Seq(u16);
+    impl Ports for Seq {
+        fn is_free(&mut self, _: u16) -> bool {
+            true
+        }
+        fn ephemeral(&mut self) -> Option<u16> {
+            self.0 += 1;
+            Some(self.0)
+        }
+    }
+
+    fn plan() -> Plan {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("x")).unwrap();
+        let text = "version: 1
+apps:
+  - appID: order-processor
+    appDirPath: x
+    appPort: 6001
+    command: [a]
+  - appID: checkout
+    appDirPath: x
+    command: [b]
+    appProtocol: grpc
+";
+        parse(text, "dapr.yaml", d.path(), &mut Seq(40000)).unwrap()
+    }
+
+    fn ports_of(v: &Value) -> Vec<u64> {
+        let mut out = vec![];
+        fn walk(v: &Value, out: &mut Vec<u64>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(p) = m.get("port_value").and_then(Value::as_u64) {
+                        out.push(p);
+                    }
+                    m.values().for_each(|x| walk(x, out));
+                }
+                Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                _ => {}
+            }
+        }
+        walk(v, &mut out);
+        out
+    }
+
+    #[test]
+    fn plugin_config_lists_every_app_and_the_filter_accepts_it() {
+        let p = plan();
+        let cfg = plugin_config(&p, &p.apps[1]);
+        assert_eq!(cfg["app_id"], "checkout");
+        assert_eq!(
+            cfg["apps"]["order-processor"]["cluster"],
+            "to-order-processor"
+        );
+        assert_eq!(cfg["apps"]["checkout"]["cluster"], "to-checkout");
+        dapr_invoke::config::Config::from_json(cfg.to_string().as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn callee_sidecar_delivers_to_its_app() {
+        let p = plan();
+        let op = &p.apps[0];
+        let v = sidecar(&p, op, Path::new("/w/dapr_invoke.wasm")).unwrap();
+        let listeners = v["static_resources"]["listeners"].as_array().unwrap();
+        assert_eq!(
+            listeners[0]["address"]["socket_address"]["port_value"],
+            op.http_port
+        );
+        assert_eq!(
+            listeners[1]["address"]["socket_address"]["port_value"],
+            op.inbound_port
+        );
+        let inbound = &listeners[1]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["route_config"]["virtual_hosts"][0]["routes"][0];
+        assert_eq!(inbound["route"]["cluster"], LOCAL_APP_CLUSTER);
+        let clusters = v["static_resources"]["clusters"].as_array().unwrap();
+        let local = clusters
+            .iter()
+            .find(|c| c["name"] == LOCAL_APP_CLUSTER)
+            .unwrap();
+        assert_eq!(
+            local["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"]["port_value"],
+            6001
+        );
+        assert!(
+            local.get("typed_extension_protocol_options").is_none(),
+            "http app: HTTP/1.1"
+        );
+        let wasm = &listeners[0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+            [0]["typed_config"]["config"];
+        assert_eq!(
+            wasm["vm_config"]["code"]["local"]["filename"],
+            "/w/dapr_invoke.wasm"
+        );
+        assert_eq!(wasm["failure_policy"], "FAIL_RELOAD");
+    }
+
+    #[test]
+    fn caller_without_app_port_answers_inbound_calls_with_a_dapr_error() {
+        let p = plan();
+        let co = &p.apps[1];
+        let v = sidecar(&p, co, Path::new("/w.wasm")).unwrap();
+        let inbound = &v["static_resources"]["listeners"][1]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0];
+        assert_eq!(inbound["direct_response"]["status"], 500);
+        let body: Value = serde_json::from_str(
+            inbound["direct_response"]["body"]["inline_string"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(body["errorCode"], "ERR_DIRECT_INVOKE");
+        let names: Vec<&str> = v["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["to-order-processor", "to-checkout"]);
+    }
+
+    #[test]
+    fn targets_point_at_each_sidecars_inbound_port_and_nothing_collides() {
+        let p = plan();
+        let co = sidecar(&p, &p.apps[1], Path::new("/w.wasm")).unwrap();
+        let to_op = co["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "to-order-processor")
+            .unwrap();
+        assert_eq!(
+            to_op["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"]["port_value"],
+            p.apps[0].inbound_port
+        );
+        let mut listen: Vec<u64> = vec![];
+        for a in &p.apps {
+            let v = sidecar(&p, a, Path::new("/w.wasm")).unwrap();
+            listen.push(
+                v["admin"]["address"]["socket_address"]["port_value"]
+                    .as_u64()
+                    .unwrap(),
+            );
+            for l in v["static_resources"]["listeners"].as_array().unwrap() {
+                listen.extend(ports_of(&l["address"]));
+            }
+        }
+        let mut sorted = listen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), listen.len(), "{listen:?}");
+        assert!(!listen.contains(&6001));
+    }
+}

@@ -1,0 +1,127 @@
+//! `dapr-envoy`: run a Dapr multi-app run file (`dapr run -f`) with Envoy sidecars that run the
+//! dapr-invoke filter, or write the Envoy configs such a run uses.
+
+mod envoy_config;
+mod locate;
+mod runfile;
+mod supervise;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "dapr-envoy",
+    version,
+    about = "Dapr's multi-app run, with Envoy sidecars"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every app of a run file, each with its own Envoy sidecar, until Ctrl-C
+    Run {
+        /// The run file, or a directory holding dapr.yaml
+        #[arg(short = 'f', long = "run-file", value_name = "FILE")]
+        file: PathBuf,
+        /// The Envoy binary (default: $ENVOY_BIN, then envoy on PATH)
+        #[arg(long, value_name = "PATH")]
+        envoy: Option<PathBuf>,
+        /// The dapr-invoke filter (default: found beside this binary or in its repository)
+        #[arg(long, value_name = "PATH")]
+        wasm: Option<PathBuf>,
+        /// Stop everything when this app exits, with its exit status
+        #[arg(long, value_name = "APP_ID")]
+        exit_with: Option<String>,
+        /// Where generated configs and logs go (default: .dapr-envoy beside the run file)
+        #[arg(long, value_name = "DIR")]
+        run_dir: Option<PathBuf>,
+        /// Seconds to wait for each app's appPort before starting apps that have none
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        app_port_timeout: u64,
+    },
+    /// Write the Envoy config of every app's sidecar, for running Envoy yourself
+    Config {
+        /// The run file, or a directory holding dapr.yaml
+        #[arg(short = 'f', long = "run-file", value_name = "FILE")]
+        file: PathBuf,
+        /// The directory to write <app-id>.envoy.json files into
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The .wasm path written into the configs (default: the one `run` would use)
+        #[arg(long, value_name = "PATH")]
+        wasm: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match real_main(Cli::parse()) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(msg) => {
+            eprintln!("dapr-envoy: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("dapr.yaml")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+fn load(path: &Path) -> Result<runfile::Plan, String> {
+    let plan =
+        runfile::load(&run_file(path), &mut runfile::LocalPorts).map_err(|e| e.to_string())?;
+    for w in &plan.warnings {
+        eprintln!("dapr-envoy: warning: {w}");
+    }
+    Ok(plan)
+}
+
+fn real_main(cli: Cli) -> Result<i32, String> {
+    match cli.command {
+        Cmd::Run {
+            file,
+            envoy,
+            wasm,
+            exit_with,
+            run_dir,
+            app_port_timeout,
+        } => {
+            let plan = load(&file)?;
+            if let Some(id) = &exit_with {
+                if !plan.apps.iter().any(|a| &a.app_id == id) {
+                    return Err(format!("--exit-with {id}: the run file has no app {id:?}"));
+                }
+            }
+            let opts = supervise::Options {
+                envoy: locate::envoy(envoy.as_deref())?,
+                wasm: locate::wasm(wasm.as_deref())?,
+                run_dir: run_dir.unwrap_or_else(|| plan.base_dir.join(".dapr-envoy")),
+                exit_with,
+                app_port_timeout: Duration::from_secs(app_port_timeout),
+            };
+            supervise::run(&plan, &opts)
+        }
+        Cmd::Config { file, out, wasm } => {
+            let plan = load(&file)?;
+            let wasm = match wasm {
+                Some(w) => w,
+                None => locate::wasm(None)?,
+            };
+            for path in supervise::write_configs(&plan, &wasm, &out)? {
+                println!("{}", path.display());
+            }
+            Ok(0)
+        }
+    }
+}

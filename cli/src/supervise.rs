@@ -1,0 +1,489 @@
+//! Running a plan: one Envoy per app, then the apps, their output prefixed as `dapr run -f`
+//! prints it, and everything stopped together.
+//!
+//! Every child starts in a process group of its own, so stopping it stops what it started too:
+//! SIGTERM to the group, a grace period, then SIGKILL to the group. The run ends (and stops all)
+//! on Ctrl-C, SIGTERM or SIGHUP, when an Envoy exits, when an app fails, when the `--exit-with`
+//! app exits, or when every app has exited.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::envoy_config;
+use crate::runfile::{AppPlan, LogDest, Plan};
+
+const TICK: Duration = Duration::from_millis(50);
+const GRACE: Duration = Duration::from_secs(5);
+const ENVOY_READY: Duration = Duration::from_secs(60);
+
+pub struct Options {
+    pub envoy: PathBuf,
+    pub wasm: PathBuf,
+    pub run_dir: PathBuf,
+    /// Stop everything once this app exits, with its exit code.
+    pub exit_with: Option<String>,
+    /// How long to wait for an app's port before starting the apps without one.
+    pub app_port_timeout: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Envoy,
+    App,
+}
+
+struct Proc {
+    kind: Kind,
+    app: usize,
+    child: Child,
+    done: Option<ExitStatus>,
+}
+
+/// Why the run ended.
+enum End {
+    Signal(i32),
+    Failed(String),
+    Finished(i32),
+}
+
+struct Runner<'a> {
+    plan: &'a Plan,
+    opts: &'a Options,
+    procs: Vec<Proc>,
+    signals: Receiver<i32>,
+    out: Arc<Mutex<std::io::Stdout>>,
+}
+
+/// Writes the sidecar configs of every app into `dir`; returns their paths in plan order.
+pub fn write_configs(plan: &Plan, wasm: &Path, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    plan.apps
+        .iter()
+        .map(|app| {
+            let cfg = envoy_config::sidecar(plan, app, wasm)?;
+            let path = dir.join(format!("{}.envoy.json", app.app_id));
+            let text = serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())?;
+            std::fs::write(&path, text + "\n")
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(path)
+        })
+        .collect()
+}
+
+/// Runs the plan to its end; returns the process exit code.
+pub fn run(plan: &Plan, opts: &Options) -> Result<i32, String> {
+    let (tx, signals) = mpsc::channel();
+    let mut handler =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|e| format!("signal handler: {e}"))?;
+    thread::spawn(move || {
+        for sig in handler.forever() {
+            if tx.send(sig).is_err() {
+                break;
+            }
+        }
+    });
+
+    let logs = opts.run_dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
+    let configs = write_configs(plan, &opts.wasm, &opts.run_dir)?;
+
+    say(&format!(
+        "starting {} with {} app(s); configs and logs in {}",
+        plan.name
+            .as_deref()
+            .map_or("the run".to_string(), |n| format!("run {n:?}")),
+        plan.apps.len(),
+        opts.run_dir.display()
+    ));
+    let mut runner = Runner {
+        plan,
+        opts,
+        procs: Vec::new(),
+        signals,
+        out: Arc::new(Mutex::new(std::io::stdout())),
+    };
+    let end = runner.start_and_watch(&configs, &logs);
+    runner.stop_all();
+    Ok(match end {
+        End::Signal(sig) => {
+            say(&format!(
+                "received signal {sig}; stopped every app and sidecar"
+            ));
+            128 + sig
+        }
+        End::Failed(why) => {
+            say(&format!("{why}; stopped every app and sidecar"));
+            1
+        }
+        End::Finished(code) => {
+            say("stopped every app and sidecar");
+            code
+        }
+    })
+}
+
+fn say(msg: &str) {
+    eprintln!("dapr-envoy: {msg}");
+}
+
+impl Runner<'_> {
+    fn start_and_watch(&mut self, configs: &[PathBuf], logs: &Path) -> End {
+        for (i, (app, cfg)) in self.plan.apps.iter().zip(configs).enumerate() {
+            if let Err(why) = self.start_envoy(i, app, cfg, logs) {
+                return End::Failed(why);
+            }
+        }
+        for app in &self.plan.apps {
+            if let Some(end) = self.wait_until(|| envoy_ready(app.admin_port), ENVOY_READY) {
+                return end.unwrap_or_else(|| {
+                    End::Failed(format!(
+                        "the sidecar of {:?} did not become ready in {}s (log: {})",
+                        app.app_id,
+                        ENVOY_READY.as_secs(),
+                        envoy_log(logs, app).display()
+                    ))
+                });
+            }
+            say(&format!(
+                "sidecar of {:?} ready: DAPR_HTTP_PORT {}, inbound {}, admin {} (log: {})",
+                app.app_id,
+                app.http_port,
+                app.inbound_port,
+                app.admin_port,
+                envoy_log(logs, app).display()
+            ));
+        }
+
+        // Apps that receive calls first, and their ports open, before the callers start.
+        let (servers, clients): (Vec<usize>, Vec<usize>) = (0..self.plan.apps.len())
+            .partition(|i| self.plan.apps.get(*i).is_some_and(|a| a.app_port.is_some()));
+        for &i in &servers {
+            if let Err(why) = self.start_app(i, logs) {
+                return End::Failed(why);
+            }
+        }
+        for &i in &servers {
+            let Some(app) = self.plan.apps.get(i) else {
+                continue;
+            };
+            let Some(port) = app.app_port else { continue };
+            match self.wait_until(|| port_open(port), self.opts.app_port_timeout) {
+                None => {}
+                Some(Some(end)) => return end,
+                Some(None) => say(&format!(
+                    "app {:?} has not opened port {port} after {}s; starting the others anyway",
+                    app.app_id,
+                    self.opts.app_port_timeout.as_secs()
+                )),
+            }
+        }
+        for &i in &clients {
+            if let Err(why) = self.start_app(i, logs) {
+                return End::Failed(why);
+            }
+        }
+        match self.wait_until(|| false, Duration::MAX) {
+            Some(Some(end)) => end,
+            _ => End::Failed("supervision ended unexpectedly".into()),
+        }
+    }
+
+    /// Polls `ready` until it is true (None), the run ends (Some(Some(end))) or `timeout`
+    /// passes (Some(None)).
+    fn wait_until(
+        &mut self,
+        mut ready: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> Option<Option<End>> {
+        let start = Instant::now();
+        loop {
+            if let Some(end) = self.check() {
+                return Some(Some(end));
+            }
+            if ready() {
+                return None;
+            }
+            if start.elapsed() >= timeout {
+                return Some(None);
+            }
+            match self.signals.recv_timeout(TICK) {
+                Ok(sig) => return Some(Some(End::Signal(sig))),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => thread::sleep(TICK),
+            }
+        }
+    }
+
+    /// Looks at exited children and decides whether the run ends.
+    fn check(&mut self) -> Option<End> {
+        let mut end = None;
+        for p in self.procs.iter_mut().filter(|p| p.done.is_none()) {
+            let Ok(Some(status)) = p.child.try_wait() else {
+                continue;
+            };
+            p.done = Some(status);
+            let id = self.plan.apps.get(p.app).map_or("?", |a| a.app_id.as_str());
+            match p.kind {
+                Kind::Envoy => {
+                    end.get_or_insert(End::Failed(format!(
+                        "the sidecar (Envoy) of {id:?} exited ({})",
+                        describe(status)
+                    )));
+                }
+                Kind::App if !status.success() => {
+                    end.get_or_insert(End::Failed(format!(
+                        "app {id:?} failed ({})",
+                        describe(status)
+                    )));
+                }
+                Kind::App => {
+                    say(&format!("app {id:?} exited ({})", describe(status)));
+                    if self.opts.exit_with.as_deref() == Some(id) {
+                        end.get_or_insert(End::Finished(0));
+                    }
+                }
+            }
+        }
+        if end.is_none() {
+            let apps_started = self.procs.iter().filter(|p| p.kind == Kind::App).count();
+            let apps_running = self
+                .procs
+                .iter()
+                .filter(|p| p.kind == Kind::App && p.done.is_none())
+                .count();
+            if apps_started == self.plan.apps.len() && apps_running == 0 {
+                end = Some(End::Finished(0));
+            }
+        }
+        end
+    }
+
+    fn start_envoy(
+        &mut self,
+        i: usize,
+        app: &AppPlan,
+        cfg: &Path,
+        logs: &Path,
+    ) -> Result<(), String> {
+        let mut cmd = Command::new(&self.opts.envoy);
+        cmd.arg("-c")
+            .arg(cfg)
+            .args([
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "--log-level",
+                app.envoy_log_level,
+            ])
+            .current_dir(&self.plan.base_dir);
+        let prefix = format!("== ENVOY - {} == ", app.app_id);
+        let child = self
+            .spawn(cmd, &prefix, app.envoy_log, &envoy_log(logs, app))
+            .map_err(|e| {
+                format!(
+                    "cannot start Envoy ({}) for {:?}: {e}",
+                    self.opts.envoy.display(),
+                    app.app_id
+                )
+            })?;
+        self.procs.push(Proc {
+            kind: Kind::Envoy,
+            app: i,
+            child,
+            done: None,
+        });
+        Ok(())
+    }
+
+    fn start_app(&mut self, i: usize, logs: &Path) -> Result<(), String> {
+        let Some(app) = self.plan.apps.get(i) else {
+            return Ok(());
+        };
+        let Some((program, args)) = app.command.split_first() else {
+            return Err(format!("app {:?} has no command", app.app_id));
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args).current_dir(&app.dir).envs(app.app_env());
+        let prefix = if self.plan.apps.len() > 1 {
+            format!("== APP - {} == ", app.app_id)
+        } else {
+            "== APP == ".to_string()
+        };
+        let log = logs.join(format!("{}.app.log", app.app_id));
+        let child = self.spawn(cmd, &prefix, app.app_log, &log).map_err(|e| {
+            format!(
+                "cannot start app {:?} ({:?} in {}): {e}",
+                app.app_id,
+                program,
+                app.dir.display()
+            )
+        })?;
+        say(&format!(
+            "started app {:?} (pid {}): {}",
+            app.app_id,
+            child.id(),
+            app.command.join(" ")
+        ));
+        self.procs.push(Proc {
+            kind: Kind::App,
+            app: i,
+            child,
+            done: None,
+        });
+        Ok(())
+    }
+
+    fn spawn(
+        &self,
+        mut cmd: Command,
+        prefix: &str,
+        dest: LogDest,
+        log: &Path,
+    ) -> std::io::Result<Child> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn()?;
+        let file = if dest.file() {
+            Some(Arc::new(Mutex::new(File::create(log)?)))
+        } else {
+            None
+        };
+        let console = dest.console().then(|| Arc::clone(&self.out));
+        if let Some(s) = child.stdout.take() {
+            pump(s, prefix.to_string(), console.clone(), file.clone());
+        }
+        if let Some(s) = child.stderr.take() {
+            pump(s, prefix.to_string(), console, file);
+        }
+        Ok(child)
+    }
+
+    /// SIGTERM to every group, a grace period, then SIGKILL to every group (which also reaches
+    /// children that outlived their parent).
+    fn stop_all(&mut self) {
+        let groups: Vec<Pid> = self
+            .procs
+            .iter()
+            .filter_map(|p| i32::try_from(p.child.id()).ok().map(Pid::from_raw))
+            .collect();
+        // Apps first, then their sidecars.
+        for p in self.procs.iter().rev() {
+            if p.done.is_none() {
+                if let Ok(pid) = i32::try_from(p.child.id()) {
+                    let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+                }
+            }
+        }
+        let start = Instant::now();
+        while start.elapsed() < GRACE {
+            let mut running = 0;
+            for p in self.procs.iter_mut().filter(|p| p.done.is_none()) {
+                match p.child.try_wait() {
+                    Ok(Some(status)) => p.done = Some(status),
+                    _ => running += 1,
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            thread::sleep(TICK);
+        }
+        for pgid in groups {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+        for p in self.procs.iter_mut().filter(|p| p.done.is_none()) {
+            if let Ok(status) = p.child.wait() {
+                p.done = Some(status);
+            }
+        }
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.flush();
+        }
+    }
+}
+
+fn envoy_log(logs: &Path, app: &AppPlan) -> PathBuf {
+    logs.join(format!("{}.envoy.log", app.app_id))
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "unknown status".into(),
+    }
+}
+
+/// Copies a child's output line by line, prefixed, to the console and/or a log file.
+fn pump(
+    stream: impl Read + Send + 'static,
+    prefix: String,
+    console: Option<Arc<Mutex<std::io::Stdout>>>,
+    file: Option<Arc<Mutex<File>>>,
+) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let line = String::from_utf8_lossy(&buf);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if let Some(out) = &console {
+                if let Ok(mut out) = out.lock() {
+                    let _ = writeln!(out, "{prefix}{line}");
+                    let _ = out.flush();
+                }
+            }
+            if let Some(f) = &file {
+                if let Ok(mut f) = f.lock() {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        }
+    });
+}
+
+fn port_open(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+/// Envoy's admin `/ready` answers 200 once its listeners are up.
+fn envoy_ready(admin_port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], admin_port)),
+        Duration::from_millis(200),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"GET /ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.ends_with(b"200")
+}

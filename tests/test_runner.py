@@ -1,0 +1,237 @@
+"""`dapr-envoy run -f` and `dapr-envoy config` on real run files, real apps and real Envoys.
+
+Every process a run starts inherits a marker variable from the runner, so a test can prove that
+none is left behind after the run ends, whichever way it ends."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import harness
+
+RUNNER = harness.ROOT / "target/debug/dapr-envoy"
+SAMPLES = harness.ROOT / "samples"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def runner_built():
+    if not RUNNER.is_file():
+        raise RuntimeError(f"{RUNNER} is missing: run `make cli` first")
+
+
+def survivors(marker: str) -> list[str]:
+    """Processes whose environment carries the marker: anything a run left behind."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (proc / "environ").read_bytes():
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{proc.name}: {cmdline}")
+        except OSError:
+            continue
+    return found
+
+
+def assert_nothing_left(marker: str):
+    deadline = time.monotonic() + 5
+    while survivors(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert survivors(marker) == []
+
+
+class Run:
+    def __init__(self, tmp_path: Path, run_file: str, *args: str, cwd: Path | None = None):
+        self.marker = f"DAPR_ENVOY_TEST_MARKER={uuid.uuid4()}"
+        self.path = tmp_path / "dapr.yaml"
+        self.path.write_text(textwrap.dedent(run_file))
+        env = dict(os.environ, PYTHONUNBUFFERED="1", ORDER_INTERVAL_SECONDS="0",
+                   ENVOY_BIN=harness.envoy_bin(), DAPR_ENVOY_TEST_MARKER=self.marker.split("=", 1)[1],
+                   PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+        self.out_path, self.err_path = tmp_path / "stdout", tmp_path / "stderr"
+        self.proc = subprocess.Popen([str(RUNNER), "run", "-f", str(self.path), "--run-dir", str(tmp_path / "run"),
+                                      *args], cwd=cwd or tmp_path, env=env,
+                                     stdout=open(self.out_path, "wb"), stderr=open(self.err_path, "wb"))
+
+    def wait(self, timeout=60) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+    @property
+    def out(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    @property
+    def err(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout=30):
+        deadline = time.monotonic() + timeout
+        while text not in self.out:
+            assert self.proc.poll() is None, f"runner exited early:\n{self.out}\n{self.err}"
+            assert time.monotonic() < deadline, f"no {text!r} in:\n{self.out}\n{self.err}"
+            time.sleep(0.05)
+
+
+def quickstart(app_port: int) -> str:
+    return f"""\
+        version: 1
+        apps:
+          - appID: order-processor
+            appDirPath: {SAMPLES / 'order-processor'}
+            appPort: {app_port}
+            command: ["python3", "app.py"]
+          - appID: checkout
+            appDirPath: {SAMPLES / 'checkout'}
+            command: ["python3", "app.py"]
+        """
+
+
+def test_quickstart_run_file_delivers_every_order(tmp_path):
+    run = Run(tmp_path, quickstart(harness.free_port()), "--exit-with", "checkout")
+    assert run.wait() == 0, run.err
+    lines = run.out.splitlines()
+    for i in range(1, 11):
+        assert f'== APP - checkout == Order passed: {{"orderId": {i}}}' in lines, run.out
+        assert f'== APP - order-processor == Order received: {{"orderId": {i}}}' in lines, run.out
+    assert 'app "checkout" exited (exit code 0)' in run.err
+    assert_nothing_left(run.marker)
+    # The generated configs and the sidecar logs are where the runner said.
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.envoy.json")) == [
+        "checkout.envoy.json", "order-processor.envoy.json"]
+    assert (tmp_path / "run/logs/checkout.envoy.log").stat().st_size > 0
+
+
+def test_apps_get_daprs_variables_and_the_run_files_env(tmp_path):
+    app_port = harness.free_port()
+    (tmp_path / "a").mkdir()
+    run = Run(tmp_path, f"""\
+        version: 1
+        common:
+          env:
+            SHARED: from-common
+            LEVEL: common
+        apps:
+          - appID: show
+            appDirPath: ./a
+            appPort: {app_port}
+            daprHTTPPort: {harness.free_port()}
+            env:
+              LEVEL: app
+              FLAG: true
+            command: ["sh", "-c", "env | sort | grep -E '^(APP_ID|APP_PORT|DAPR_HTTP_PORT|APP_PROTOCOL|SHARED|LEVEL|FLAG)='"]
+        """)
+    assert run.wait() == 0, run.err
+    got = dict(line.removeprefix("== APP == ").split("=", 1) for line in run.out.splitlines())
+    assert got["APP_ID"] == "show"
+    assert got["APP_PORT"] == str(app_port)
+    assert got["APP_PROTOCOL"] == "http"
+    assert got["SHARED"] == "from-common" and got["LEVEL"] == "app" and got["FLAG"] == "true"
+    assert int(got["DAPR_HTTP_PORT"]) > 0
+    assert_nothing_left(run.marker)
+
+
+def test_sigterm_stops_apps_their_children_and_the_sidecars(tmp_path):
+    (tmp_path / "spawner").mkdir()
+    run = Run(tmp_path, f"""\
+        version: 1
+        apps:
+          - appID: order-processor
+            appDirPath: {SAMPLES / 'order-processor'}
+            appPort: {harness.free_port()}
+            command: ["python3", "app.py"]
+          - appID: spawner
+            appDirPath: ./spawner
+            command: ["sh", "-c", "sleep 300 & echo spawned; wait"]
+        """)
+    run.wait_for_output("== APP - spawner == spawned")
+    assert len(survivors(run.marker)) >= 5  # 2 Envoys, flask, sh, sleep
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=20) == 128 + signal.SIGTERM
+    assert "received signal 15" in run.err
+    assert_nothing_left(run.marker)
+
+
+def test_an_app_that_crashes_stops_the_whole_run(tmp_path):
+    (tmp_path / "crasher").mkdir()
+    run = Run(tmp_path, f"""\
+        version: 1
+        apps:
+          - appID: order-processor
+            appDirPath: {SAMPLES / 'order-processor'}
+            appPort: {harness.free_port()}
+            command: ["python3", "app.py"]
+          - appID: crasher
+            appDirPath: ./crasher
+            command: ["sh", "-c", "echo about to fail; sleep 0.5; exit 3"]
+        """)
+    assert run.wait(timeout=60) == 1
+    assert "== APP - crasher == about to fail" in run.out
+    assert 'app "crasher" failed (exit code 3)' in run.err
+    assert_nothing_left(run.marker)
+
+
+def test_a_sidecar_that_dies_stops_the_whole_run(tmp_path):
+    run = Run(tmp_path, quickstart(harness.free_port()))
+    run.wait_for_output("== APP - checkout == Order passed")
+    envoys = [line.split(":")[0] for line in survivors(run.marker) if "envoy" in line and "-c" in line]
+    assert envoys
+    os.kill(int(envoys[0]), signal.SIGKILL)
+    assert run.wait(timeout=30) == 1
+    assert "(Envoy) of" in run.err and "exited" in run.err
+    assert_nothing_left(run.marker)
+
+
+@pytest.mark.parametrize("run_file,message", [
+    ("version: 1\napps:\n  - appID: a\n    appDirPath: .\n    comand: [x]\n",
+     "dapr.yaml:5: apps[0].comand: unknown key `comand`; did you mean `command`?"),
+    ("version: 1\napps:\n  - appID: a\n    appDirPath: .\n",
+     'dapr.yaml:3: apps[0].command: is missing: how to start "a"'),
+    ("version: 1\napps:\n  - appID: a\n    appDirPath: .\n    command: [x]\n  - appID: a\n    appDirPath: .\n    command: [y]\n",
+     'dapr.yaml:6: apps[1].appID: "a" is also the id of apps[0] (line 3)'),
+    ("version: 1\napps:\n  - appID: a\n    appDirPath: .\n    command: [x]\n    appPort: 7001\n"
+     "  - appID: b\n    appDirPath: .\n    command: [y]\n    daprHTTPPort: 7001\n",
+     "dapr.yaml:10: apps[1].daprHTTPPort: port 7001 is also apps[0].appPort (line 6)"),
+])
+def test_bad_run_files_are_refused_with_key_and_line(tmp_path, run_file, message):
+    run = Run(tmp_path, run_file)
+    assert run.wait() == 1
+    assert message in run.err
+    assert run.out == ""
+    assert_nothing_left(run.marker)
+
+
+def test_a_missing_run_file_and_a_missing_envoy_are_explained(tmp_path):
+    out = subprocess.run([str(RUNNER), "run", "-f", str(tmp_path / "nope.yaml")], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "nope.yaml: cannot read the run file" in out.stderr
+    (tmp_path / "a").mkdir()
+    (tmp_path / "dapr.yaml").write_text("version: 1\napps:\n  - appID: a\n    appDirPath: a\n    command: [x]\n")
+    out = subprocess.run([str(RUNNER), "run", "-f", str(tmp_path)], capture_output=True, text=True,
+                         env=dict(os.environ, ENVOY_BIN=str(tmp_path / "no-envoy")))
+    assert out.returncode == 1
+    assert f"ENVOY_BIN={tmp_path / 'no-envoy'}: no such file" in out.stderr
+
+
+def test_generated_configs_load_in_envoy(tmp_path):
+    (tmp_path / "dapr.yaml").write_text(textwrap.dedent(quickstart(harness.free_port())))
+    out = subprocess.run([str(RUNNER), "config", "-f", str(tmp_path / "dapr.yaml"), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, check=True)
+    written = out.stdout.split()
+    assert [Path(p).name for p in written] == ["order-processor.envoy.json", "checkout.envoy.json"]
+    for path in written:
+        proc = subprocess.run([harness.envoy_bin(), "--mode", "validate", "-c", path], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "target app(s)" in proc.stdout + proc.stderr
