@@ -11,7 +11,7 @@ PY_REQS  := tests/requirements.txt samples/checkout/requirements.txt samples/ord
 .DEFAULT_GOAL := help
 RUNNER   := target/debug/dapr-envoy
 
-.PHONY: help setup wasm cli demo test unit integration lint validate clean
+.PHONY: help setup wasm cli certs demo test unit integration lint validate clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ wasm: setup ## Build the filter: target/wasm32-wasip1/release/dapr_invoke.wasm
 cli: ## Build the runner: target/debug/dapr-envoy
 	cargo build -p dapr-envoy
 
+certs: cli ## Make the mesh CA and certificates the configs in envoy/ use (envoy/certs/, not committed)
+	@test -f envoy/certs/ca.pem || $(RUNNER) certs --out envoy/certs checkout order-processor
+
 demo: wasm cli ## Run the quickstart: `dapr-envoy run -f samples/dapr.yaml`, 10 orders, then stop
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ENVOY_BIN=$(ENVOY) \
 	  $(RUNNER) run -f samples/dapr.yaml --exit-with checkout
@@ -44,7 +47,7 @@ lint: ## rustfmt and clippy (host and wasm)
 unit: ## Host unit tests and doctests (filter logic, run files, config generation)
 	cargo test --workspace
 
-validate: wasm ## `envoy --mode validate` on every shipped config (runs the filter's on_configure)
+validate: wasm certs ## `envoy --mode validate` on every shipped config (runs the filter's on_configure)
 	@for f in envoy/*.yaml; do $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "ok  $$f" || { echo "BAD $$f"; exit 1; }; done
 
 integration: wasm cli ## Integration tests: a real Envoy, the real .wasm, real upstreams on loopback

@@ -33,6 +33,12 @@ def pytest_runtest_makereport(item, call):
             rep.sections.append((f"{env.name} log (tail)", env.log_tail(60)))
 
 
+@pytest.fixture(scope="session")
+def mesh_certs(tmp_path_factory) -> Path:
+    """The quickstart's mesh: a CA and certificates for checkout and order-processor."""
+    return harness.make_certs(tmp_path_factory.mktemp("certs"), "checkout", "order-processor")
+
+
 @pytest.fixture
 def start_envoy(request, tmp_path):
     started: list[Envoy] = []
@@ -77,7 +83,7 @@ def checkout_sidecar_config(plugin: dict | str, upstreams: dict[str, Upstream]) 
     one cluster per upstream, named by its key. Returns the config and the outbound port."""
     cfg = harness.load_config("checkout-sidecar.yaml")
     cfg = harness.remap_ports(cfg, {p: harness.free_port() for p in harness.shipped_ports(cfg)})
-    template = cfg["static_resources"]["clusters"][0]
+    template = harness.plain(cfg["static_resources"]["clusters"][0])
     cfg["static_resources"]["clusters"] = [
         harness.cluster_like(template, name, up.port) for name, up in upstreams.items()
     ]

@@ -26,6 +26,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 ENVOY_DIR = ROOT / "envoy"
 WASM = ROOT / "target/wasm32-wasip1/release/dapr_invoke.wasm"
+RUNNER = ROOT / "target/debug/dapr-envoy"
+SHIPPED_CERTS = "envoy/certs/"
 FILTER_NAME = "dapr-invoke"
 
 
@@ -111,6 +113,35 @@ def set_plugin_config(cfg: dict, listener_name: str, value: dict | str) -> dict:
     text = value if isinstance(value, str) else json.dumps(value)
     wasm_filter(cfg, listener_name)["configuration"]["value"] = text
     return cfg
+
+
+def make_certs(out: Path, *apps: str, trust_domain: str = "public", namespace: str = "default") -> Path:
+    """A mesh CA and one certificate per app, made by `dapr-envoy certs`."""
+    if not RUNNER.is_file():
+        raise RuntimeError(f"{RUNNER} is missing: run `make cli` first")
+    subprocess.run([str(RUNNER), "certs", "--out", str(out), "--trust-domain", trust_domain,
+                    "--namespace", namespace, *apps], check=True, capture_output=True)
+    return out
+
+
+def use_certs(cfg, certs_dir: Path):
+    """The shipped configs name their certificates under envoy/certs/ (made by `make certs`);
+    point them at `certs_dir` instead."""
+    if isinstance(cfg, dict):
+        return {k: (str(certs_dir / v.removeprefix(SHIPPED_CERTS))
+                    if k == "filename" and isinstance(v, str) and v.startswith(SHIPPED_CERTS)
+                    else use_certs(v, certs_dir)) for k, v in cfg.items()}
+    if isinstance(cfg, list):
+        return [use_certs(v, certs_dir) for v in cfg]
+    return cfg
+
+
+def plain(cluster: dict) -> dict:
+    """A shipped cluster without its mesh TLS and HTTP/2, for plain HTTP/1.1 test upstreams."""
+    cluster = copy.deepcopy(cluster)
+    cluster.pop("transport_socket", None)
+    cluster.pop("typed_extension_protocol_options", None)
+    return cluster
 
 
 def cluster_like(template: dict, name: str, port: int) -> dict:

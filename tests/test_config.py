@@ -9,8 +9,8 @@ from conftest import EXAMPLE_PLUGIN_CONFIG, checkout_sidecar_config
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in harness.ENVOY_DIR.glob("*.yaml")))
-def test_shipped_configs_load(tmp_path, name):
-    code, out = harness.validate(harness.load_config(name), tmp_path)
+def test_shipped_configs_load(tmp_path, name, mesh_certs):
+    code, out = harness.validate(harness.use_certs(harness.load_config(name), mesh_certs), tmp_path)
     assert code == 0, out
     for lst in harness.load_config(name)["static_resources"]["listeners"]:
         try:

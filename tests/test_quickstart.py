@@ -11,8 +11,8 @@ SAMPLES = harness.ROOT / "samples"
 CONFIGS = ("checkout-sidecar.yaml", "order-processor-sidecar.yaml")
 
 
-def test_checkout_orders_reach_order_processor(start_envoy, tmp_path):
-    cfgs = {name: harness.load_config(name) for name in CONFIGS}
+def test_checkout_orders_reach_order_processor(start_envoy, tmp_path, mesh_certs):
+    cfgs = {name: harness.use_certs(harness.load_config(name), mesh_certs) for name in CONFIGS}
     # One mapping for both files: a port one sidecar listens on and the other dials stays shared.
     ports = set().union(*(harness.shipped_ports(c) for c in cfgs.values()))
     mapping = {p: harness.free_port() for p in ports}

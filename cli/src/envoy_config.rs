@@ -9,7 +9,23 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use crate::certs::{spiffe_id, TlsFiles};
 use crate::runfile::{AppPlan, AppProtocol, Plan};
+
+/// The mesh's TLS material: every sidecar-to-sidecar hop is mutual TLS.
+pub struct Mesh<'a> {
+    pub trust_domain: &'a str,
+    pub namespace: &'a str,
+    /// One entry per app of the plan, in plan order.
+    pub files: &'a [TlsFiles],
+}
+
+impl Mesh<'_> {
+    fn files_of(&self, plan: &Plan, app_id: &str) -> Option<&TlsFiles> {
+        let i = plan.apps.iter().position(|a| a.app_id == app_id)?;
+        self.files.get(i)
+    }
+}
 
 /// The header the filter writes the chosen cluster into, and the router reads.
 pub const CLUSTER_HEADER: &str = "x-dapr-cluster";
@@ -38,7 +54,19 @@ pub fn plugin_config(plan: &Plan, me: &AppPlan) -> Value {
 
 /// The whole bootstrap for `me`'s sidecar. The plugin configuration is checked with the filter's
 /// own parser first, so a config Envoy would refuse is never written.
-pub fn sidecar(plan: &Plan, me: &AppPlan, wasm: &Path) -> Result<Value, String> {
+pub fn sidecar(
+    plan: &Plan,
+    me: &AppPlan,
+    wasm: &Path,
+    mesh: Option<&Mesh>,
+) -> Result<Value, String> {
+    let my_tls = match mesh {
+        Some(m) => Some(
+            m.files_of(plan, &me.app_id)
+                .ok_or_else(|| format!("{}: no certificate", me.app_id))?,
+        ),
+        None => None,
+    };
     let plugin = plugin_config(plan, me).to_string();
     dapr_invoke::config::Config::from_json(plugin.as_bytes())
         .map_err(|e| format!("{}: {e}", me.app_id))?;
@@ -89,17 +117,28 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, wasm: &Path) -> Result<Value, String> 
         },
     });
 
-    let mut clusters: Vec<Value> = plan
-        .apps
-        .iter()
-        .map(|a| cluster(&target_cluster(&a.app_id), a.inbound_port, true))
-        .collect();
+    let mut clusters: Vec<Value> = Vec::with_capacity(plan.apps.len() + 1);
+    for a in &plan.apps {
+        let mut c = cluster(&target_cluster(&a.app_id), a.inbound_port, true);
+        if let (Some(m), Some(tls)) = (mesh, my_tls) {
+            // Present our identity; accept only the target's.
+            let peer = spiffe_id(m.trust_domain, m.namespace, &a.app_id);
+            set(&mut c, "transport_socket", upstream_tls(tls, &peer));
+        }
+        clusters.push(c);
+    }
     if let Some(port) = me.app_port {
         clusters.push(cluster(
             LOCAL_APP_CLUSTER,
             port,
             me.protocol == AppProtocol::H2c,
         ));
+    }
+    let mut inbound = listener("inbound", me.inbound_port, inbound_route, vec![router()]);
+    if let Some(tls) = my_tls {
+        if let Some(chain) = inbound.pointer_mut("/filter_chains/0") {
+            set(chain, "transport_socket", downstream_tls(tls));
+        }
     }
 
     Ok(json!({
@@ -108,11 +147,66 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, wasm: &Path) -> Result<Value, String> 
         "static_resources": {
             "listeners": [
                 listener("outbound", me.http_port, outbound_route, vec![filter, router()]),
-                listener("inbound", me.inbound_port, inbound_route, vec![router()]),
+                inbound,
             ],
             "clusters": clusters,
         },
     }))
+}
+
+fn set(obj: &mut Value, key: &str, value: Value) {
+    if let Some(map) = obj.as_object_mut() {
+        map.insert(key.to_string(), value);
+    }
+}
+
+fn tls_certificate(tls: &TlsFiles) -> Value {
+    json!({
+        "certificate_chain": { "filename": tls.cert.display().to_string() },
+        "private_key": { "filename": tls.key.display().to_string() },
+    })
+}
+
+/// The inbound side: a client certificate from the mesh CA is required; which caller may do
+/// what is the filter's access-control decision.
+fn downstream_tls(tls: &TlsFiles) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": true,
+            "common_tls_context": {
+                "tls_certificates": [tls_certificate(tls)],
+                "alpn_protocols": ["h2", "http/1.1"],
+                "validation_context": {
+                    "trusted_ca": { "filename": tls.ca.display().to_string() },
+                    "match_typed_subject_alt_names": [
+                        { "san_type": "URI", "matcher": { "prefix": "spiffe://" } },
+                    ],
+                },
+            },
+        },
+    })
+}
+
+/// The outbound side of a hop: our certificate, and the callee must be exactly `peer`.
+fn upstream_tls(tls: &TlsFiles, peer: &str) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {
+                "tls_certificates": [tls_certificate(tls)],
+                "alpn_protocols": ["h2"],
+                "validation_context": {
+                    "trusted_ca": { "filename": tls.ca.display().to_string() },
+                    "match_typed_subject_alt_names": [
+                        { "san_type": "URI", "matcher": { "exact": peer } },
+                    ],
+                },
+            },
+        },
+    })
 }
 
 fn address(port: u16) -> Value {
@@ -239,7 +333,7 @@ apps:
     fn callee_sidecar_delivers_to_its_app() {
         let p = plan();
         let op = &p.apps[0];
-        let v = sidecar(&p, op, Path::new("/w/dapr_invoke.wasm")).unwrap();
+        let v = sidecar(&p, op, Path::new("/w/dapr_invoke.wasm"), None).unwrap();
         let listeners = v["static_resources"]["listeners"].as_array().unwrap();
         assert_eq!(
             listeners[0]["address"]["socket_address"]["port_value"],
@@ -279,7 +373,7 @@ apps:
     fn caller_without_app_port_answers_inbound_calls_with_a_dapr_error() {
         let p = plan();
         let co = &p.apps[1];
-        let v = sidecar(&p, co, Path::new("/w.wasm")).unwrap();
+        let v = sidecar(&p, co, Path::new("/w.wasm"), None).unwrap();
         let inbound = &v["static_resources"]["listeners"][1]["filter_chains"][0]["filters"][0]
             ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0];
         assert_eq!(inbound["direct_response"]["status"], 500);
@@ -300,9 +394,55 @@ apps:
     }
 
     #[test]
+    fn with_a_mesh_every_hop_is_mutual_tls_pinned_to_the_peer() {
+        let p = plan();
+        let files: Vec<TlsFiles> = p
+            .apps
+            .iter()
+            .map(|a| TlsFiles {
+                ca: "/c/ca.pem".into(),
+                cert: format!("/c/{}.pem", a.app_id).into(),
+                key: format!("/c/{}.key", a.app_id).into(),
+            })
+            .collect();
+        let mesh = Mesh {
+            trust_domain: "public",
+            namespace: "default",
+            files: &files,
+        };
+        let v = sidecar(&p, &p.apps[1], Path::new("/w.wasm"), Some(&mesh)).unwrap();
+        let to_op = v["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "to-order-processor")
+            .unwrap();
+        let ctx = &to_op["transport_socket"]["typed_config"]["common_tls_context"];
+        assert_eq!(
+            ctx["tls_certificates"][0]["certificate_chain"]["filename"],
+            "/c/checkout.pem"
+        );
+        assert_eq!(
+            ctx["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+            "spiffe://public/ns/default/order-processor"
+        );
+        let inbound = &v["static_resources"]["listeners"][1]["filter_chains"][0]
+            ["transport_socket"]["typed_config"];
+        assert_eq!(inbound["require_client_certificate"], true);
+        assert_eq!(
+            inbound["common_tls_context"]["validation_context"]["trusted_ca"]["filename"],
+            "/c/ca.pem"
+        );
+        // The app's own hop stays plain, on loopback, as in Dapr.
+        assert!(v["static_resources"]["listeners"][0]["filter_chains"][0]
+            .get("transport_socket")
+            .is_none());
+    }
+
+    #[test]
     fn targets_point_at_each_sidecars_inbound_port_and_nothing_collides() {
         let p = plan();
-        let co = sidecar(&p, &p.apps[1], Path::new("/w.wasm")).unwrap();
+        let co = sidecar(&p, &p.apps[1], Path::new("/w.wasm"), None).unwrap();
         let to_op = co["static_resources"]["clusters"]
             .as_array()
             .unwrap()
@@ -316,7 +456,7 @@ apps:
         );
         let mut listen: Vec<u64> = vec![];
         for a in &p.apps {
-            let v = sidecar(&p, a, Path::new("/w.wasm")).unwrap();
+            let v = sidecar(&p, a, Path::new("/w.wasm"), None).unwrap();
             listen.push(
                 v["admin"]["address"]["socket_address"]["port_value"]
                     .as_u64()

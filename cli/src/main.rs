@@ -1,6 +1,7 @@
 //! `dapr-envoy`: run a Dapr multi-app run file (`dapr run -f`) with Envoy sidecars that run the
 //! dapr-invoke filter, or write the Envoy configs such a run uses.
 
+mod certs;
 mod envoy_config;
 mod locate;
 mod runfile;
@@ -45,6 +46,21 @@ enum Cmd {
         /// Seconds to wait for each app's appPort before starting apps that have none
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         app_port_timeout: u64,
+    },
+    /// Make a mesh CA and a certificate per app id (for Envoy configs you run yourself)
+    Certs {
+        /// The directory to write ca.pem, <app-id>.pem and <app-id>.key into
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The SPIFFE trust domain
+        #[arg(long, default_value = certs::DEFAULT_TRUST_DOMAIN)]
+        trust_domain: String,
+        /// The namespace in the SPIFFE ids
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// The app ids to make certificates for
+        #[arg(required = true, value_name = "APP_ID")]
+        apps: Vec<String>,
     },
     /// Write the Envoy config of every app's sidecar, for running Envoy yourself
     Config {
@@ -111,6 +127,29 @@ fn real_main(cli: Cli) -> Result<i32, String> {
                 app_port_timeout: Duration::from_secs(app_port_timeout),
             };
             supervise::run(&plan, &opts)
+        }
+        Cmd::Certs {
+            out,
+            trust_domain,
+            namespace,
+            apps,
+        } => {
+            for name in [&trust_domain, &namespace].into_iter().chain(&apps) {
+                dapr_invoke::ids::validate_name(name).map_err(|e| format!("{name:?} {e}"))?;
+            }
+            let ids: Vec<(&str, &str, &str)> = apps
+                .iter()
+                .map(|a| (trust_domain.as_str(), namespace.as_str(), a.as_str()))
+                .collect();
+            certs::write_mesh(&out, &ids)?;
+            for a in &apps {
+                println!(
+                    "{}: {}",
+                    out.join(format!("{a}.pem")).display(),
+                    certs::spiffe_id(&trust_domain, &namespace, a)
+                );
+            }
+            Ok(0)
         }
         Cmd::Config { file, out, wasm } => {
             let plan = load(&file)?;

@@ -22,8 +22,8 @@ use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::envoy_config;
 use crate::runfile::{AppPlan, LogDest, Plan};
+use crate::{certs, envoy_config};
 
 const TICK: Duration = Duration::from_millis(50);
 const GRACE: Duration = Duration::from_secs(5);
@@ -67,13 +67,26 @@ struct Runner<'a> {
     out: Arc<Mutex<std::io::Stdout>>,
 }
 
-/// Writes the sidecar configs of every app into `dir`; returns their paths in plan order.
+/// Makes the mesh's CA and one certificate per app in `dir/certs`, then writes the sidecar
+/// configs of every app into `dir`; returns their paths in plan order.
 pub fn write_configs(plan: &Plan, wasm: &Path, dir: &Path) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (td, ns) = (certs::DEFAULT_TRUST_DOMAIN, "default");
+    let ids: Vec<(&str, &str, &str)> = plan
+        .apps
+        .iter()
+        .map(|a| (td, ns, a.app_id.as_str()))
+        .collect();
+    let files = certs::write_mesh(&dir.join("certs"), &ids)?;
+    let mesh = envoy_config::Mesh {
+        trust_domain: td,
+        namespace: ns,
+        files: &files,
+    };
     plan.apps
         .iter()
         .map(|app| {
-            let cfg = envoy_config::sidecar(plan, app, wasm)?;
+            let cfg = envoy_config::sidecar(plan, app, wasm, Some(&mesh))?;
             let path = dir.join(format!("{}.envoy.json", app.app_id));
             let text = serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())?;
             std::fs::write(&path, text + "\n")

@@ -1,0 +1,187 @@
+//! The mesh's certificates: a CA made at start, and one certificate per app whose URI SAN is its
+//! SPIFFE id, `spiffe://<trust-domain>/ns/<namespace>/<app-id>`, as Dapr's Sentry issues them.
+//!
+//! Keys are ECDSA P-256, written with mode 0600 in a directory of mode 0700.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+/// Dapr's default trust domain.
+pub const DEFAULT_TRUST_DOMAIN: &str = "public";
+
+/// `spiffe://<trust-domain>/ns/<namespace>/<app-id>`.
+pub fn spiffe_id(trust_domain: &str, namespace: &str, app_id: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/{app_id}")
+}
+
+/// A certificate authority that lives as long as the run.
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pub cert_pem: String,
+}
+
+/// One app's certificate and key, PEM.
+pub struct Identity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Where one app's files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn err(what: &str) -> impl Fn(rcgen::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Result<Ca, String> {
+        let key = KeyPair::generate().map_err(err("CA key"))?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err("CA"))?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).map_err(err("CA certificate"))?;
+        Ok(Ca {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// A certificate for one workload, usable as TLS server and client.
+    pub fn issue(
+        &self,
+        trust_domain: &str,
+        namespace: &str,
+        app_id: &str,
+    ) -> Result<Identity, String> {
+        let id = spiffe_id(trust_domain, namespace, app_id);
+        let key = KeyPair::generate().map_err(err("key"))?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(err("certificate"))?;
+        params.distinguished_name.push(DnType::CommonName, app_id);
+        let uri = id.try_into().map_err(err("SPIFFE id"))?;
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(err("certificate"))?;
+        Ok(Identity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// Makes a CA and a certificate for each `(trust domain, namespace, app id)` and writes them to
+/// `dir` as `ca.pem`, `<app-id>.pem` and `<app-id>.key`.
+pub fn write_mesh(dir: &Path, apps: &[(&str, &str, &str)]) -> Result<Vec<TlsFiles>, String> {
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))?;
+    let ca = Ca::new("dapr-envoy mesh CA")?;
+    let ca_path = dir.join("ca.pem");
+    write(&ca_path, &ca.cert_pem, 0o644)?;
+    apps.iter()
+        .map(|(td, ns, id)| {
+            let identity = ca.issue(td, ns, id)?;
+            let files = TlsFiles {
+                ca: ca_path.clone(),
+                cert: dir.join(format!("{id}.pem")),
+                key: dir.join(format!("{id}.key")),
+            };
+            write(&files.cert, &identity.cert_pem, 0o644)?;
+            write(&files.key, &identity.key_pem, 0o600)?;
+            Ok(files)
+        })
+        .collect()
+}
+
+/// Writes a file created with `mode` (a key is never readable by others, not even briefly).
+fn write(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+    let _ = fs::remove_file(path);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_ca_and_one_identity_per_app_with_tight_permissions() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("certs");
+        let files = write_mesh(
+            &dir,
+            &[
+                ("public", "default", "checkout"),
+                ("public", "prod", "payments"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[1].cert, dir.join("payments.pem"));
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&files[0].key), 0o600);
+        assert_eq!(mode(&files[0].cert), 0o644);
+        let pem = fs::read_to_string(&files[0].cert).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(fs::read_to_string(&files[0].key)
+            .unwrap()
+            .contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn the_spiffe_id_is_in_the_certificate() {
+        let ca = Ca::new("test").unwrap();
+        let id = ca.issue("example.org", "prod", "payments").unwrap();
+        let der = pem_body(&id.cert_pem);
+        let needle = b"spiffe://example.org/ns/prod/payments";
+        assert!(der.windows(needle.len()).any(|w| w == needle));
+    }
+
+    fn pem_body(pem: &str) -> Vec<u8> {
+        // Enough base64 decoding for a test, without another dependency.
+        let text: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = vec![];
+        let mut buf = 0u32;
+        let mut bits = 0;
+        for c in text.bytes().filter(|c| *c != b'=') {
+            let v = table.iter().position(|t| *t == c).unwrap() as u32;
+            buf = (buf << 6) | v;
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((buf >> bits) as u8);
+            }
+        }
+        out
+    }
+}
