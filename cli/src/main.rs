@@ -2,6 +2,7 @@
 //! dapr-invoke filter, or write the Envoy configs such a run uses.
 
 mod certs;
+mod dapr_config;
 mod envoy_config;
 mod locate;
 mod runfile;

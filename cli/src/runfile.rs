@@ -150,6 +150,9 @@ pub struct AppPlan {
     pub envoy_log_level: &'static str,
     pub app_log: LogDest,
     pub envoy_log: LogDest,
+    /// `spec.accessControl` of the app's Dapr Configuration (`configFilePath`), as JSON: the
+    /// policy its sidecar enforces on callers.
+    pub access_control: Option<serde_json::Value>,
 }
 
 impl AppPlan {
@@ -533,6 +536,26 @@ pub fn parse(
                 )),
             }
         };
+        let access_control = match text_of("configFilePath")? {
+            None => None,
+            Some(rel) => {
+                let key = if m.contains_key("configFilePath") {
+                    field("configFilePath")
+                } else {
+                    "common.configFilePath".into()
+                };
+                let line = if m.contains_key("configFilePath") {
+                    at("configFilePath")
+                } else {
+                    lines.key_line("configFilePath", common_range.0, common_range.1)
+                };
+                let path = base.join(&rel);
+                let (acl, notes) =
+                    crate::dapr_config::access_control(&path).map_err(|e| err(line, &key, e))?;
+                warnings.extend(notes);
+                acl
+            }
+        };
         let app_log = dest("appLogDestination", LogDest::FileAndConsole)?;
         let envoy_log = dest("daprdLogDestination", LogDest::File)?;
 
@@ -550,6 +573,7 @@ pub fn parse(
                 envoy_log_level,
                 app_log,
                 envoy_log,
+                access_control,
             },
             explicit,
             range,
@@ -677,6 +701,8 @@ pub fn parse(
         out.push(plan);
     }
 
+    let mut seen = std::collections::HashSet::new();
+    warnings.retain(|w| seen.insert(w.clone()));
     Ok(Plan {
         name,
         base_dir: base.to_path_buf(),
