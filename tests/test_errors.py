@@ -4,6 +4,9 @@ import json
 
 import pytest
 
+from conftest import checkout_sidecar_config
+from harness import request
+
 NO_APP_ID = "failed getting app id either from the URL path or the header dapr-app-id"
 
 
@@ -43,3 +46,30 @@ def test_a_long_bad_id_is_not_echoed_whole(sidecar):
     status, _, body = sidecar.call("GET", "/x", {"dapr-app-id": "x" * 8000 + "!"})
     assert status == 400
     assert len(json.loads(body)["message"]) < 300
+
+
+def test_an_app_that_is_down_gets_a_dapr_error_from_envoy(sidecar):
+    sidecar.apps["order-processor"].stop()
+    status, headers, body = sidecar.call("POST", "/orders", {"dapr-app-id": "order-processor"}, b"{}")
+    assert status == 503, body
+    assert headers["content-type"] == "application/json"
+    payload = json.loads(body)
+    assert payload["errorCode"] == "ERR_DIRECT_INVOKE"
+    assert payload["message"].startswith("failed to invoke, id: order-processor, err: upstream connect error")
+    assert "connection failure" in payload["message"]
+    assert payload["message"].endswith("(UF)"), payload["message"]
+
+
+def test_a_cluster_envoy_does_not_have_gets_a_dapr_error(start_envoy, start_upstream):
+    up = start_upstream("order-processor")
+    plugin = {"app_id": "checkout", "apps": {"order-processor": {"cluster": "order-processor"},
+                                             "ghost": {"cluster": "ghost"}}}
+    cfg, port = checkout_sidecar_config(plugin, {"order-processor": up})
+    start_envoy(cfg, "ghost")
+    status, headers, body = request(port, "GET", "/x", {"dapr-app-id": "ghost"})
+    assert status == 500, body
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {
+        "errorCode": "ERR_DIRECT_INVOKE",
+        "message": "failed to invoke, id: ghost, err: the sidecar has no cluster ghost for this app"}
+    assert not up.requests

@@ -134,6 +134,15 @@ pub fn sidecar(
             me.protocol == AppProtocol::H2c,
         ));
     }
+    let mut outbound = listener(
+        "outbound",
+        me.http_port,
+        outbound_route,
+        vec![filter, router()],
+    );
+    if let Some(hcm) = outbound.pointer_mut("/filter_chains/0/filters/0/typed_config") {
+        set(hcm, "local_reply_config", dapr_local_replies());
+    }
     let mut inbound = listener("inbound", me.inbound_port, inbound_route, vec![router()]);
     if let Some(tls) = my_tls {
         if let Some(chain) = inbound.pointer_mut("/filter_chains/0") {
@@ -146,7 +155,7 @@ pub fn sidecar(
         "admin": { "address": address(me.admin_port) },
         "static_resources": {
             "listeners": [
-                listener("outbound", me.http_port, outbound_route, vec![filter, router()]),
+                outbound,
                 inbound,
             ],
             "clusters": clusters,
@@ -218,6 +227,23 @@ fn router() -> Value {
         "name": "envoy.filters.http.router",
         "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
     })
+}
+
+/// Envoy's own failures (no connection, timeout, no healthy endpoint, overflow, unknown cluster)
+/// answered the Dapr way. The filter's own errors carry no response flag and pass unchanged.
+fn dapr_local_replies() -> Value {
+    let body = |message: &str| json!({ "json_format": { "errorCode": "ERR_DIRECT_INVOKE", "message": message } });
+    json!({ "mappers": [
+        {
+            "filter": { "response_flag_filter": { "flags": ["NC"] } },
+            "status_code": 500,
+            "body_format_override": body("failed to invoke, id: %REQ(dapr-callee-app-id)%, err: the sidecar has no cluster %REQ(x-dapr-cluster)% for this app"),
+        },
+        {
+            "filter": { "response_flag_filter": { "flags": ["UF", "URX", "UH", "UO", "UT", "UC", "UR", "LR", "DC"] } },
+            "body_format_override": body("failed to invoke, id: %REQ(dapr-callee-app-id)%, err: %LOCAL_REPLY_BODY% (%RESPONSE_FLAGS%)"),
+        },
+    ]})
 }
 
 fn listener(name: &str, port: u16, route: Value, http_filters: Vec<Value>) -> Value {
