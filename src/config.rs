@@ -38,16 +38,39 @@ const RESERVED_HEADERS: &[&str] = &[
 const MAX_HEADER_NAME: usize = 128;
 const MAX_CLUSTER_NAME: usize = 255;
 
+/// Which side of the mesh a filter instance serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// On the listener the app calls: resolve the target app and route to it.
+    #[default]
+    Outbound,
+    /// On the listener other sidecars call (mutual TLS): identify the caller from its
+    /// certificate, apply the access-control policy, deliver to the app.
+    Inbound,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     app_id: String,
     #[serde(default)]
     namespace: Option<String>,
-    #[serde(deserialize_with = "entries_in_order")]
-    apps: Vec<(String, RawApp)>,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default, deserialize_with = "some_entries")]
+    apps: Option<Vec<(String, RawApp)>>,
     #[serde(default)]
     cluster_header: Option<String>,
+    #[serde(default)]
+    access_control: Option<serde_json::Value>,
+}
+
+fn some_entries<'de, D>(deserializer: D) -> Result<Option<Vec<(String, RawApp)>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    entries_in_order(deserializer).map(Some)
 }
 
 struct RawApp {
@@ -146,6 +169,7 @@ pub struct App {
 /// A validated configuration, ready for O(1) lookups on the request path.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub mode: Mode,
     /// This sidecar's own app id: what callees see as `dapr-caller-app-id`.
     pub app_id: String,
     /// This sidecar's namespace: bare target ids resolve in it.
@@ -205,6 +229,12 @@ impl TryFrom<RawConfig> for Config {
             }
             None => DEFAULT_NAMESPACE.to_string(),
         };
+        if raw.mode == Mode::Inbound && raw.cluster_header.is_some() {
+            return Err(ConfigError::field(
+                "cluster_header",
+                "applies to mode \"outbound\"",
+            ));
+        }
         let cluster_header = match raw.cluster_header {
             Some(h) => {
                 validate_header_name(&h).map_err(|e| ConfigError::field("cluster_header", e))?;
@@ -212,17 +242,39 @@ impl TryFrom<RawConfig> for Config {
             }
             None => DEFAULT_CLUSTER_HEADER.to_string(),
         };
-        if raw.apps.is_empty() {
+        let raw_apps = match (raw.mode, raw.apps) {
+            (Mode::Outbound, None) => {
+                return Err(ConfigError::field(
+                    "apps",
+                    "is missing; map at least one app id to the Envoy cluster that serves it",
+                ))
+            }
+            (Mode::Outbound, Some(apps)) if apps.is_empty() => {
+                return Err(ConfigError::field(
+                    "apps",
+                    "is empty; map at least one app id to the Envoy cluster that serves it",
+                ))
+            }
+            (Mode::Outbound, Some(apps)) => apps,
+            (Mode::Inbound, Some(_)) => {
+                return Err(ConfigError::field(
+                    "apps",
+                    "applies to mode \"outbound\"; an inbound sidecar delivers to its own app",
+                ))
+            }
+            (Mode::Inbound, None) => Vec::new(),
+        };
+        if raw.access_control.is_some() {
             return Err(ConfigError::field(
-                "apps",
-                "is empty; map at least one app id to the Envoy cluster that serves it",
+                "access_control",
+                "is not supported by this build",
             ));
         }
 
         let mut apps: HashMap<String, HashMap<String, App>> = HashMap::new();
         // Which configured key claimed each (namespace, app id), to name both in a clash.
         let mut claimed: HashMap<(String, String), String> = HashMap::new();
-        for (key, app) in raw.apps {
+        for (key, app) in raw_apps {
             let field = format!("apps.{key:?}");
             let target = Target::parse(&key)
                 .map_err(|e| ConfigError::field(&field, format!("is not a valid app id: {e}")))?;
@@ -249,6 +301,7 @@ impl TryFrom<RawConfig> for Config {
         }
 
         Ok(Config {
+            mode: raw.mode,
             app_id: raw.app_id,
             namespace,
             cluster_header,
@@ -387,7 +440,19 @@ mod tests {
                 r#"{"apps": {"b": {"cluster": "b"}}}"#,
                 &["missing field `app_id`"],
             ),
-            (r#"{"app_id": "a"}"#, &["missing field `apps`"]),
+            (r#"{"app_id": "a"}"#, &["field `apps` is missing"]),
+            (
+                r#"{"app_id": "a", "mode": "sideways", "apps": {"b": {"cluster": "b"}}}"#,
+                &["unknown variant `sideways`, expected `outbound` or `inbound`"],
+            ),
+            (
+                r#"{"app_id": "a", "mode": "inbound", "apps": {"b": {"cluster": "b"}}}"#,
+                &["field `apps` applies to mode \"outbound\""],
+            ),
+            (
+                r#"{"app_id": "a", "mode": "inbound", "cluster_header": "x"}"#,
+                &["field `cluster_header` applies to mode \"outbound\""],
+            ),
             (
                 r#"{"app_id": "", "apps": {"b": {"cluster": "b"}}}"#,
                 &["`app_id`", "is empty"],
@@ -476,6 +541,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn inbound_mode_needs_only_the_own_identity() {
+        let c = Config::from_json(br#"{"app_id": "order-processor", "mode": "inbound"}"#).unwrap();
+        assert_eq!(c.mode, Mode::Inbound);
+        assert_eq!(c.app_count(), 0);
+        assert_eq!(
+            Config::from_json(GOOD.as_bytes()).unwrap().mode,
+            Mode::Outbound
+        );
     }
 
     #[test]

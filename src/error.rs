@@ -86,6 +86,30 @@ impl DaprError {
         }
     }
 
+    /// The callee's sidecar cannot tell who is calling: no verified client certificate, or one
+    /// without an app's SPIFFE id. 401, as Dapr's `Unauthenticated`.
+    pub fn unauthenticated(callee: &str, why: &str) -> Self {
+        DaprError {
+            status: 401,
+            code: ERR_DIRECT_INVOKE,
+            message: format!("failed to invoke, id: {callee}, err: unauthenticated caller: {why}"),
+        }
+    }
+
+    /// The callee's access-control policy denies the call: 403, with Dapr's wording.
+    pub fn permission_denied(callee: &str, caller: &str, operation: &str, verb: &str) -> Self {
+        DaprError {
+            status: 403,
+            code: ERR_DIRECT_INVOKE,
+            message: format!(
+                "failed to invoke, id: {callee}, err: access control policy has denied access to id: {} operation: {} verb: {}",
+                shorten(caller),
+                shorten(operation),
+                shorten(verb)
+            ),
+        }
+    }
+
     /// The filter could not apply its decision (a host call failed) or has no configuration.
     pub fn not_ready(detail: &str) -> Self {
         DaprError {

@@ -12,8 +12,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
 
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::error::DaprError;
+use crate::inbound;
 use crate::route::{self, Decision, Request};
 
 /// The header a caller names its target app with.
@@ -109,6 +110,15 @@ impl HttpContext for Http {
         let Some(config) = self.config.clone() else {
             return self.reject(&DaprError::not_ready("the filter has no configuration"));
         };
+        match config.mode {
+            Mode::Outbound => self.outbound(&config),
+            Mode::Inbound => self.inbound(&config),
+        }
+    }
+}
+
+impl Http {
+    fn outbound(&self, config: &Config) -> Action {
         let path = match request_header(":path") {
             Ok(path) => path.unwrap_or_default(),
             Err(status) => return self.host_failure("read :path", status),
@@ -124,7 +134,7 @@ impl HttpContext for Http {
             path,
             app_id_header: app_id.as_deref(),
         };
-        match route::decide(&config, &request) {
+        match route::decide(config, &request) {
             Decision::Forward { app, path } => {
                 let mut writes = vec![
                     (config.cluster_header.as_str(), app.cluster.as_str()),
@@ -147,9 +157,47 @@ impl HttpContext for Http {
             Decision::Reject(e) => self.reject(&e),
         }
     }
-}
 
-impl Http {
+    fn inbound(&self, config: &Config) -> Action {
+        let peer = match hostcalls::get_property(vec!["connection", "uri_san_peer_certificate"]) {
+            Ok(peer) => peer,
+            Err(status) => return self.host_failure("read the peer certificate", status),
+        };
+        let (method, path) = match (request_header(":method"), request_header(":path")) {
+            (Ok(m), Ok(p)) => (m.unwrap_or_default(), p.unwrap_or_default()),
+            (Err(status), _) | (_, Err(status)) => {
+                return self.host_failure("read :method and :path", status)
+            }
+        };
+        let request = inbound::Request {
+            peer_uri_san: peer.as_deref().and_then(|p| std::str::from_utf8(p).ok()),
+            method: std::str::from_utf8(&method).unwrap_or_default(),
+            path: std::str::from_utf8(&path).unwrap_or_default(),
+        };
+        match inbound::decide(&config.app_id, &request, |_, _, _| Ok(())) {
+            inbound::Decision::Deliver(caller) => {
+                // What the app is told comes from the certificate; whatever the request carried
+                // under these names is replaced.
+                for (name, value) in [
+                    (CALLER_APP_ID, caller.app_id),
+                    (CALLER_NAMESPACE, caller.namespace),
+                ] {
+                    if let Err(status) = set_request_header(name, value) {
+                        return self.host_failure(name, status);
+                    }
+                }
+                Action::Continue
+            }
+            inbound::Decision::Reject(e) => {
+                info!(
+                    "[http {}] inbound call refused: {}",
+                    self.context_id, e.message
+                );
+                self.reject(&e)
+            }
+        }
+    }
+
     fn reject(&self, e: &DaprError) -> Action {
         let body = e.body();
         self.respond(

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod inbound;
 pub mod route;
 
 #[cfg(target_arch = "wasm32")]

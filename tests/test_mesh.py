@@ -116,6 +116,30 @@ def test_the_caller_refuses_a_callee_that_is_not_who_it_should_be(start_envoy, s
     assert not mesh.app.requests
 
 
+def https_request(port: int, ctx: ssl.SSLContext, method: str, path: str, headers: dict):
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+    try:
+        conn.request(method, path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_the_callee_names_the_caller_from_its_certificate_not_its_headers(mesh):
+    forged = {"dapr-caller-app-id": "admin", "dapr-caller-namespace": "kube-system"}
+    # Through checkout's sidecar...
+    status, _, body = harness.request(mesh.outbound, "GET", "/orders", {"dapr-app-id": "order-processor", **forged})
+    assert status == 200, body
+    # ...and straight to the inbound listener with checkout's certificate.
+    status, body = https_request(mesh.inbound, tls_context(mesh.certs, "checkout"), "GET", "/orders", forged)
+    assert status == 200, body
+    for seen in mesh.app.requests:
+        assert seen.headers["dapr-caller-app-id"] == "checkout"
+        assert seen.headers["dapr-caller-namespace"] == "default"
+    assert len(mesh.app.requests) == 2
+
+
 def test_the_inbound_listener_never_accepts_cleartext(mesh):
     with socket.create_connection(("127.0.0.1", mesh.inbound), timeout=5) as s:
         s.sendall(b"GET /orders HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -95,27 +95,7 @@ pub fn sidecar(
             "response_headers_to_add": [{ "header": { "key": "content-type", "value": "application/json" } }],
         }),
     };
-    let filter = json!({
-        "name": "dapr-invoke",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "dapr-invoke",
-                "root_id": "dapr-invoke",
-                "failure_policy": "FAIL_RELOAD",
-                "reload_config": { "backoff": { "base_interval": "0.1s", "max_interval": "5s" } },
-                "vm_config": {
-                    "vm_id": "dapr-invoke",
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": { "local": { "filename": wasm.display().to_string() } },
-                },
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": plugin,
-                },
-            },
-        },
-    });
+    let filter = wasm_filter(wasm, &plugin);
 
     let mut clusters: Vec<Value> = Vec::with_capacity(plan.apps.len() + 1);
     for a in &plan.apps {
@@ -143,7 +123,18 @@ pub fn sidecar(
     if let Some(hcm) = outbound.pointer_mut("/filter_chains/0/filters/0/typed_config") {
         set(hcm, "local_reply_config", dapr_local_replies());
     }
-    let mut inbound = listener("inbound", me.inbound_port, inbound_route, vec![router()]);
+    // With mutual TLS, the callee's filter names the caller from its certificate and applies the
+    // app's access-control policy; without it there is no identity to check.
+    let inbound_filters = match my_tls {
+        Some(_) => {
+            let plugin = inbound_plugin_config(me).to_string();
+            dapr_invoke::config::Config::from_json(plugin.as_bytes())
+                .map_err(|e| format!("{} (inbound): {e}", me.app_id))?;
+            vec![wasm_filter(wasm, &plugin), router()]
+        }
+        None => vec![router()],
+    };
+    let mut inbound = listener("inbound", me.inbound_port, inbound_route, inbound_filters);
     if let Some(tls) = my_tls {
         if let Some(chain) = inbound.pointer_mut("/filter_chains/0") {
             set(chain, "transport_socket", downstream_tls(tls));
@@ -216,6 +207,41 @@ fn upstream_tls(tls: &TlsFiles, peer: &str) -> Value {
             },
         },
     })
+}
+
+/// The dapr-invoke filter with one plugin configuration. Fail closed, then recover: a crashed VM
+/// never lets a request through unchecked, and a later request builds a fresh one.
+fn wasm_filter(wasm: &Path, plugin: &str) -> Value {
+    json!({
+        "name": "dapr-invoke",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "dapr-invoke",
+                "root_id": "dapr-invoke",
+                "failure_policy": "FAIL_RELOAD",
+                "reload_config": { "backoff": { "base_interval": "0.1s", "max_interval": "5s" } },
+                "vm_config": {
+                    "vm_id": "dapr-invoke",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": wasm.display().to_string() } },
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": plugin,
+                },
+            },
+        },
+    })
+}
+
+/// The callee side's plugin configuration: who this app is, and its access-control policy.
+pub fn inbound_plugin_config(me: &AppPlan) -> Value {
+    let mut cfg = json!({ "app_id": me.app_id, "namespace": "default", "mode": "inbound" });
+    if let Some(acl) = &me.access_control {
+        set(&mut cfg, "access_control", acl.clone());
+    }
+    cfg
 }
 
 fn address(port: u16) -> Value {
@@ -458,6 +484,18 @@ apps:
         assert_eq!(
             inbound["common_tls_context"]["validation_context"]["trusted_ca"]["filename"],
             "/c/ca.pem"
+        );
+        let inbound_filters = &v["static_resources"]["listeners"][1]["filter_chains"][0]["filters"]
+            [0]["typed_config"]["http_filters"];
+        let plugin: Value = serde_json::from_str(
+            inbound_filters[0]["typed_config"]["config"]["configuration"]["value"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            plugin,
+            json!({"app_id": "checkout", "namespace": "default", "mode": "inbound"})
         );
         // The app's own hop stays plain, on loopback, as in Dapr.
         assert!(v["static_resources"]["listeners"][0]["filter_chains"][0]
