@@ -25,6 +25,8 @@ pub fn spiffe_id(trust_domain: &str, namespace: &str, app_id: &str) -> String {
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     pub cert_pem: String,
+    /// The CA's private key, PEM, for a CA made here (not one loaded from disk).
+    key_pem: Option<String>,
 }
 
 /// One app's certificate and key, PEM.
@@ -46,6 +48,17 @@ fn err(what: &str) -> impl Fn(rcgen::Error) -> String + '_ {
 }
 
 impl Ca {
+    /// A CA kept on disk (`ca.pem`, `ca.key`), to issue more identities later.
+    pub fn load(cert_pem: &str, key_pem: &str) -> Result<Ca, String> {
+        let key = KeyPair::from_pem(key_pem).map_err(err("CA key"))?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(err("CA certificate"))?;
+        Ok(Ca {
+            issuer,
+            cert_pem: cert_pem.to_string(),
+            key_pem: None,
+        })
+    }
+
     pub fn new(name: &str) -> Result<Ca, String> {
         let key = KeyPair::generate().map_err(err("CA key"))?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err("CA"))?;
@@ -55,6 +68,7 @@ impl Ca {
         let cert = params.self_signed(&key).map_err(err("CA certificate"))?;
         Ok(Ca {
             cert_pem: cert.pem(),
+            key_pem: Some(key.serialize_pem()),
             issuer: Issuer::new(params, key),
         })
     }
@@ -92,14 +106,36 @@ impl Ca {
 }
 
 /// Makes a CA and a certificate for each `(trust domain, namespace, app id)` and writes them to
-/// `dir` as `ca.pem`, `<app-id>.pem` and `<app-id>.key`.
-pub fn write_mesh(dir: &Path, apps: &[(&str, &str, &str)]) -> Result<Vec<TlsFiles>, String> {
+/// `dir` as `ca.pem`, `<app-id>.pem` and `<app-id>.key`. With `keep_ca`, the CA's key is written
+/// too (`ca.key`), and a CA already in `dir` is reused, so more identities can join the mesh.
+pub fn write_mesh(
+    dir: &Path,
+    apps: &[(&str, &str, &str)],
+    keep_ca: bool,
+) -> Result<Vec<TlsFiles>, String> {
     fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))?;
-    let ca = Ca::new("dapr-envoy mesh CA")?;
     let ca_path = dir.join("ca.pem");
-    write(&ca_path, &ca.cert_pem, 0o644)?;
+    let ca_key_path = dir.join("ca.key");
+    let existing = match (
+        fs::read_to_string(&ca_path),
+        fs::read_to_string(&ca_key_path),
+    ) {
+        (Ok(cert), Ok(key)) if keep_ca => Some(Ca::load(&cert, &key)?),
+        _ => None,
+    };
+    let ca = match existing {
+        Some(ca) => ca,
+        None => {
+            let ca = Ca::new("dapr-envoy mesh CA")?;
+            write(&ca_path, &ca.cert_pem, 0o644)?;
+            if let (true, Some(key)) = (keep_ca, &ca.key_pem) {
+                write(&ca_key_path, key, 0o600)?;
+            }
+            ca
+        }
+    };
     apps.iter()
         .map(|(td, ns, id)| {
             let identity = ca.issue(td, ns, id)?;
@@ -142,8 +178,13 @@ mod tests {
                 ("public", "default", "checkout"),
                 ("public", "prod", "payments"),
             ],
+            false,
         )
         .unwrap();
+        assert!(
+            !dir.join("ca.key").exists(),
+            "a run's CA key stays in memory"
+        );
         assert_eq!(files.len(), 2);
         assert_eq!(files[1].cert, dir.join("payments.pem"));
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -155,6 +196,27 @@ mod tests {
         assert!(fs::read_to_string(&files[0].key)
             .unwrap()
             .contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn a_kept_ca_issues_more_identities_later() {
+        let d = tempfile::tempdir().unwrap();
+        write_mesh(d.path(), &[("public", "default", "a")], true).unwrap();
+        let ca_before = fs::read_to_string(d.path().join("ca.pem")).unwrap();
+        assert_eq!(
+            fs::metadata(d.path().join("ca.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        write_mesh(d.path(), &[("evil", "default", "b")], true).unwrap();
+        assert_eq!(
+            fs::read_to_string(d.path().join("ca.pem")).unwrap(),
+            ca_before
+        );
+        assert!(d.path().join("b.pem").exists());
     }
 
     #[test]

@@ -48,7 +48,8 @@ enum Cmd {
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         app_port_timeout: u64,
     },
-    /// Make a mesh CA and a certificate per app id (for Envoy configs you run yourself)
+    /// Make a certificate per app id, and the mesh CA (ca.pem, ca.key) unless DIR has one
+    /// (for Envoy configs you run yourself)
     Certs {
         /// The directory to write ca.pem, <app-id>.pem and <app-id>.key into
         #[arg(long, value_name = "DIR")]
@@ -142,7 +143,7 @@ fn real_main(cli: Cli) -> Result<i32, String> {
                 .iter()
                 .map(|a| (trust_domain.as_str(), namespace.as_str(), a.as_str()))
                 .collect();
-            certs::write_mesh(&out, &ids)?;
+            certs::write_mesh(&out, &ids, true)?;
             for a in &apps {
                 println!(
                     "{}: {}",

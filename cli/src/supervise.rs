@@ -77,7 +77,7 @@ pub fn write_configs(plan: &Plan, wasm: &Path, dir: &Path) -> Result<Vec<PathBuf
         .iter()
         .map(|a| (td, ns, a.app_id.as_str()))
         .collect();
-    let files = certs::write_mesh(&dir.join("certs"), &ids)?;
+    let files = certs::write_mesh(&dir.join("certs"), &ids, false)?;
     let mesh = envoy_config::Mesh {
         trust_domain: td,
         namespace: ns,
