@@ -10,6 +10,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::certs::{spiffe_id, TlsFiles};
+use crate::resiliency;
 use crate::runfile::{AppPlan, AppProtocol, Plan};
 
 /// The mesh's TLS material: every sidecar-to-sidecar hop is mutual TLS.
@@ -71,11 +72,29 @@ pub fn sidecar(
     dapr_invoke::config::Config::from_json(plugin.as_bytes())
         .map_err(|e| format!("{}: {e}", me.app_id))?;
 
-    let outbound_route = json!({
+    // One route per target app, selected by the cluster the filter chose, carrying that target's
+    // timeout and retries; the last route catches a cluster Envoy does not have (a JSON error).
+    let mut outbound_routes: Vec<Value> = plan
+        .apps
+        .iter()
+        .map(|a| {
+            let cluster = target_cluster(&a.app_id);
+            let mut action = resiliency::route_action(me.resiliency.targets.get(&a.app_id));
+            set(&mut action, "cluster", json!(cluster));
+            json!({
+                "match": { "prefix": "/", "headers": [
+                    { "name": CLUSTER_HEADER, "string_match": { "exact": cluster } },
+                ]},
+                "route": action,
+                "request_headers_to_remove": [CLUSTER_HEADER],
+            })
+        })
+        .collect();
+    outbound_routes.push(json!({
         "match": { "prefix": "/" },
         "route": { "cluster_header": CLUSTER_HEADER, "timeout": "0s" },
         "request_headers_to_remove": [CLUSTER_HEADER],
-    });
+    }));
     let inbound_route = match me.app_port {
         Some(_) => json!({
             "match": { "prefix": "/" },
@@ -100,6 +119,9 @@ pub fn sidecar(
     let mut clusters: Vec<Value> = Vec::with_capacity(plan.apps.len() + 1);
     for a in &plan.apps {
         let mut c = cluster(&target_cluster(&a.app_id), a.inbound_port, true);
+        for (key, value) in resiliency::cluster_settings(me.resiliency.targets.get(&a.app_id)) {
+            set(&mut c, key, value);
+        }
         if let (Some(m), Some(tls)) = (mesh, my_tls) {
             // Present our identity; accept only the target's.
             let peer = spiffe_id(m.trust_domain, m.namespace, &a.app_id);
@@ -117,7 +139,7 @@ pub fn sidecar(
     let mut outbound = listener(
         "outbound",
         me.http_port,
-        outbound_route,
+        outbound_routes,
         vec![filter, router()],
     );
     if let Some(hcm) = outbound.pointer_mut("/filter_chains/0/filters/0/typed_config") {
@@ -134,7 +156,12 @@ pub fn sidecar(
         }
         None => vec![router()],
     };
-    let mut inbound = listener("inbound", me.inbound_port, inbound_route, inbound_filters);
+    let mut inbound = listener(
+        "inbound",
+        me.inbound_port,
+        vec![inbound_route],
+        inbound_filters,
+    );
     if let Some(tls) = my_tls {
         if let Some(chain) = inbound.pointer_mut("/filter_chains/0") {
             set(chain, "transport_socket", downstream_tls(tls));
@@ -272,7 +299,7 @@ fn dapr_local_replies() -> Value {
     ]})
 }
 
-fn listener(name: &str, port: u16, route: Value, http_filters: Vec<Value>) -> Value {
+fn listener(name: &str, port: u16, routes: Vec<Value>, http_filters: Vec<Value>) -> Value {
     json!({
         "name": name,
         "address": address(port),
@@ -285,7 +312,7 @@ fn listener(name: &str, port: u16, route: Value, http_filters: Vec<Value>) -> Va
                 "merge_slashes": true,
                 "route_config": {
                     "name": name,
-                    "virtual_hosts": [{ "name": name, "domains": ["*"], "routes": [route] }],
+                    "virtual_hosts": [{ "name": name, "domains": ["*"], "routes": routes }],
                 },
                 "http_filters": http_filters,
             },

@@ -5,6 +5,7 @@ mod certs;
 mod dapr_config;
 mod envoy_config;
 mod locate;
+mod resiliency;
 mod runfile;
 mod supervise;
 

@@ -25,18 +25,9 @@ const SHARED_KEYS: &[(&str, Use)] = &[
     ("logLevel", Use::Used),
     ("appLogDestination", Use::Used),
     ("daprdLogDestination", Use::Used),
-    (
-        "resourcesPath",
-        Use::Later("components and policies are not read yet"),
-    ),
-    (
-        "resourcesPaths",
-        Use::Later("components and policies are not read yet"),
-    ),
-    (
-        "configFilePath",
-        Use::Later("Dapr Configuration files are not read yet"),
-    ),
+    ("resourcesPath", Use::Used),
+    ("resourcesPaths", Use::Used),
+    ("configFilePath", Use::Used),
     ("apiListenAddresses", Use::Ignored),
     ("enableProfiling", Use::Ignored),
     ("appMaxConcurrency", Use::Ignored),
@@ -77,8 +68,6 @@ const TOP_KEYS: &[&str] = &["version", "name", "common", "apps"];
 #[derive(Clone, Copy)]
 enum Use {
     Used,
-    /// Meaningful, and planned; no effect yet.
-    Later(&'static str),
     /// A daprd setting with no Envoy counterpart here.
     Ignored,
 }
@@ -153,6 +142,9 @@ pub struct AppPlan {
     /// `spec.accessControl` of the app's Dapr Configuration (`configFilePath`), as JSON: the
     /// policy its sidecar enforces on callers.
     pub access_control: Option<serde_json::Value>,
+    /// The Resiliency policies that apply to this app's calls, by target app
+    /// (from the YAML files in `resourcesPath` / `resourcesPaths`).
+    pub resiliency: crate::resiliency::Policies,
 }
 
 impl AppPlan {
@@ -556,6 +548,48 @@ pub fn parse(
                 acl
             }
         };
+        // Resources: the app's own paths, else common's; Resiliency resources are read from them.
+        let (res_key, res_line, res_value) = ["resourcesPaths", "resourcesPath"]
+            .iter()
+            .find_map(|k| m.get(*k).map(|v| (field(k), at(k), v)))
+            .or_else(|| {
+                ["resourcesPaths", "resourcesPath"].iter().find_map(|k| {
+                    common.get(*k).map(|v| {
+                        (
+                            format!("common.{k}"),
+                            lines.key_line(k, common_range.0, common_range.1),
+                            v,
+                        )
+                    })
+                })
+            })
+            .map_or((String::new(), None, None), |(k, l, v)| (k, l, Some(v)));
+        let mut resources = Vec::new();
+        match res_value {
+            None | Some(Value::Null) => {}
+            Some(Value::Sequence(paths)) => {
+                for p in paths {
+                    let p = as_string(p)
+                        .ok_or_else(|| err(res_line, &res_key, "must list paths".into()))?;
+                    resources.push(base.join(p));
+                }
+            }
+            Some(v) => resources.push(base.join(
+                as_string(v).ok_or_else(|| err(res_line, &res_key, "must be a path".into()))?,
+            )),
+        }
+        for dir in &resources {
+            if !dir.is_dir() {
+                return Err(err(
+                    res_line,
+                    &res_key,
+                    format!("{} is not a directory", dir.display()),
+                ));
+            }
+        }
+        let resiliency =
+            crate::resiliency::load(&resources, &app_id).map_err(|e| err(res_line, &res_key, e))?;
+        warnings.extend(resiliency.notes.iter().cloned());
         let app_log = dest("appLogDestination", LogDest::FileAndConsole)?;
         let envoy_log = dest("daprdLogDestination", LogDest::File)?;
 
@@ -574,6 +608,7 @@ pub fn parse(
                 app_log,
                 envoy_log,
                 access_control,
+                resiliency,
             },
             explicit,
             range,
@@ -725,7 +760,6 @@ fn note_use(warnings: &mut Vec<String>, file: &str, line: Option<usize>, path: &
         .unwrap_or_else(|| file.to_string());
     match u {
         Use::Used => {}
-        Use::Later(why) => warnings.push(format!("{at}: {path} has no effect yet: {why}")),
         Use::Ignored => warnings.push(format!(
             "{at}: {path} is a daprd setting with no effect on Envoy sidecars; ignored"
         )),
@@ -900,12 +934,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("checkout")).unwrap();
         std::fs::create_dir(d.path().join("order-processor")).unwrap();
+        std::fs::create_dir(d.path().join("components")).unwrap();
         d
     }
 
     const QUICKSTART: &str = "version: 1
 common:
-  resourcesPath: ../../components/
+  resourcesPath: ./components/
 apps:
   - appDirPath: ./order-processor/
     appID: order-processor
@@ -955,8 +990,7 @@ apps:
         assert_eq!(op.app_env()["APP_PORT"], "6001");
         assert_eq!(op.app_log, LogDest::FileAndConsole);
         assert_eq!(op.envoy_log, LogDest::File);
-        assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
-        assert!(plan.warnings[0].starts_with("dapr.yaml:3: common.resourcesPath has no effect yet"));
+        assert_eq!(plan.warnings, Vec::<String>::new());
     }
 
     #[test]
