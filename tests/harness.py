@@ -15,8 +15,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import textwrap
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -339,3 +342,70 @@ def wait_for_port(port: int, timeout: float = 15, proc: subprocess.Popen | None 
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+# ---------------------------------------------------------------------------------------------
+# dapr-envoy runs. Every process a run starts inherits a marker variable from the runner, so a
+# test can prove that none is left behind, whichever way the run ends.
+
+
+def survivors(marker: str) -> list[str]:
+    """Processes whose environment carries the marker: anything a run left behind."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (proc / "environ").read_bytes():
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{proc.name}: {cmdline}")
+        except OSError:
+            continue
+    return found
+
+
+def assert_nothing_left(marker: str):
+    deadline = time.monotonic() + 5
+    while survivors(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert survivors(marker) == []
+
+
+class Run:
+    """`dapr-envoy run -f` on a run file written into tmp_path, output captured."""
+
+    def __init__(self, tmp_path: Path, run_file: str, *args: str, cwd: Path | None = None):
+        self.marker = f"DAPR_ENVOY_TEST_MARKER={uuid.uuid4()}"
+        self.path = tmp_path / "dapr.yaml"
+        self.path.write_text(textwrap.dedent(run_file))
+        env = dict(os.environ, PYTHONUNBUFFERED="1", ORDER_INTERVAL_SECONDS="0",
+                   ENVOY_BIN=envoy_bin(), DAPR_ENVOY_TEST_MARKER=self.marker.split("=", 1)[1],
+                   PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+        self.out_path, self.err_path = tmp_path / "stdout", tmp_path / "stderr"
+        self.proc = subprocess.Popen([str(RUNNER), "run", "-f", str(self.path), "--run-dir", str(tmp_path / "run"),
+                                      *args], cwd=cwd or tmp_path, env=env,
+                                     stdout=open(self.out_path, "wb"), stderr=open(self.err_path, "wb"))
+
+    def wait(self, timeout=60) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+    @property
+    def out(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    @property
+    def err(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout=30):
+        deadline = time.monotonic() + timeout
+        while text not in self.out:
+            assert self.proc.poll() is None, f"runner exited early:\n{self.out}\n{self.err}"
+            assert time.monotonic() < deadline, f"no {text!r} in:\n{self.out}\n{self.err}"
+            time.sleep(0.05)
+
+

@@ -162,6 +162,9 @@ pub fn sidecar(
         vec![inbound_route],
         inbound_filters,
     );
+    if let Some(hcm) = inbound.pointer_mut("/filter_chains/0/filters/0/typed_config") {
+        set(hcm, "local_reply_config", dapr_local_replies());
+    }
     if let Some(tls) = my_tls {
         if let Some(chain) = inbound.pointer_mut("/filter_chains/0") {
             set(chain, "transport_socket", downstream_tls(tls));

@@ -378,7 +378,7 @@ pub fn parse(
                 ))
             }
         };
-        let dir = base.join(dir);
+        let dir = joined(base, dir);
         if !dir.is_dir() {
             return Err(err(
                 at("appDirPath"),
@@ -541,7 +541,7 @@ pub fn parse(
                 } else {
                     lines.key_line("configFilePath", common_range.0, common_range.1)
                 };
-                let path = base.join(&rel);
+                let path = joined(base, &rel);
                 let (acl, notes) =
                     crate::dapr_config::access_control(&path).map_err(|e| err(line, &key, e))?;
                 warnings.extend(notes);
@@ -571,10 +571,11 @@ pub fn parse(
                 for p in paths {
                     let p = as_string(p)
                         .ok_or_else(|| err(res_line, &res_key, "must list paths".into()))?;
-                    resources.push(base.join(p));
+                    resources.push(joined(base, p));
                 }
             }
-            Some(v) => resources.push(base.join(
+            Some(v) => resources.push(joined(
+                base,
                 as_string(v).ok_or_else(|| err(res_line, &res_key, "must be a path".into()))?,
             )),
         }
@@ -744,6 +745,14 @@ pub fn parse(
         apps: out,
         warnings,
     })
+}
+
+/// `base/rel` without `.` components, for paths shown in messages and passed to Envoy.
+fn joined(base: &Path, rel: impl AsRef<Path>) -> PathBuf {
+    base.join(rel)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 fn all_app_keys() -> Vec<&'static str> {
