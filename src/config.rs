@@ -73,12 +73,22 @@ where
     entries_in_order(deserializer).map(Some)
 }
 
-struct RawApp {
+struct RawApp(RawAppFields);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAppFields {
     cluster: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    max_retries: Option<u32>,
+    #[serde(default)]
+    retry_on: Option<String>,
 }
 
-/// By hand rather than derived: a derived struct also accepts a JSON array of its fields in
-/// order, and `{"b": ["c"]}` must be refused, not read as a cluster.
+/// Only an object: a derived struct alone would also accept a JSON array of its fields in order,
+/// and `{"b": ["c"]}` must be refused, not read as a cluster.
 impl<'de> Deserialize<'de> for RawApp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Fields;
@@ -87,24 +97,27 @@ impl<'de> Deserialize<'de> for RawApp {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(r#"an object like {"cluster": "<envoy cluster>"}"#)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawApp, A::Error> {
-                let mut cluster = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "cluster" if cluster.is_some() => {
-                            return Err(de::Error::duplicate_field("cluster"))
-                        }
-                        "cluster" => cluster = Some(map.next_value()?),
-                        other => return Err(de::Error::unknown_field(other, &["cluster"])),
-                    }
-                }
-                let cluster = cluster.ok_or_else(|| de::Error::missing_field("cluster"))?;
-                Ok(RawApp { cluster })
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawApp, A::Error> {
+                RawAppFields::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawApp)
             }
         }
         deserializer.deserialize_map(Fields)
     }
 }
+
+/// Envoy's `retry_on` conditions that need nothing but the condition itself.
+const RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "http3-post-connect-failure",
+];
+const MAX_RETRIES: u32 = 100;
 
 /// Reads a JSON object as its entries in order, keeping duplicates so validation can refuse
 /// them (a map type would silently keep only the last one).
@@ -164,6 +177,9 @@ pub struct App {
     pub app_id: String,
     pub namespace: String,
     pub cluster: String,
+    /// The app's timeout and retries, as the request headers Envoy's router reads
+    /// (`x-envoy-upstream-rq-timeout-ms`, `x-envoy-max-retries`, `x-envoy-retry-on`), built once.
+    pub policy_headers: Vec<(&'static str, String)>,
 }
 
 /// A validated configuration, ready for O(1) lookups on the request path.
@@ -278,8 +294,10 @@ impl TryFrom<RawConfig> for Config {
             let field = format!("apps.{key:?}");
             let target = Target::parse(&key)
                 .map_err(|e| ConfigError::field(&field, format!("is not a valid app id: {e}")))?;
+            let app = app.0;
             validate_cluster_name(&app.cluster)
                 .map_err(|e| ConfigError::field(format!("{field}.cluster"), e))?;
+            let policy_headers = policy_headers(&app, &field)?;
             let ns = target.namespace_or(&namespace).to_string();
             let id = target.app_id.to_string();
             if let Some(first) = claimed.insert((ns.clone(), id.clone()), key.clone()) {
@@ -296,6 +314,7 @@ impl TryFrom<RawConfig> for Config {
                     app_id: id,
                     namespace: ns,
                     cluster: app.cluster,
+                    policy_headers,
                 },
             );
         }
@@ -308,6 +327,51 @@ impl TryFrom<RawConfig> for Config {
             apps,
         })
     }
+}
+
+fn policy_headers(
+    app: &RawAppFields,
+    field: &str,
+) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    let mut out = Vec::new();
+    if let Some(ms) = app.timeout_ms {
+        out.push(("x-envoy-upstream-rq-timeout-ms", ms.to_string()));
+    }
+    match (app.max_retries, &app.retry_on) {
+        (None, None) => {}
+        (Some(n), Some(on)) => {
+            if n > MAX_RETRIES {
+                return Err(ConfigError::field(
+                    format!("{field}.max_retries"),
+                    format!("is {n}, more than {MAX_RETRIES}"),
+                ));
+            }
+            if let Some(bad) = on.split(',').map(str::trim).find(|c| !RETRY_ON.contains(c)) {
+                return Err(ConfigError::field(
+                    format!("{field}.retry_on"),
+                    format!(
+                        "has {bad:?}; use a comma-separated list of {}",
+                        RETRY_ON.join(", ")
+                    ),
+                ));
+            }
+            out.push(("x-envoy-max-retries", n.to_string()));
+            out.push(("x-envoy-retry-on", on.clone()));
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::field(
+                format!("{field}.retry_on"),
+                "is missing: say which failures max_retries retries (e.g. \"5xx,connect-failure\")",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::field(
+                format!("{field}.max_retries"),
+                "is missing: retry_on needs a number of retries",
+            ))
+        }
+    }
+    Ok(out)
 }
 
 fn validate_header_name(name: &str) -> Result<(), String> {
@@ -541,6 +605,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn per_app_timeout_and_retries_become_router_headers() {
+        let c = Config::from_json(
+            br#"{"app_id": "a", "apps": {"b": {"cluster": "b", "timeout_ms": 1500,
+                 "max_retries": 3, "retry_on": "5xx,connect-failure"}, "c": {"cluster": "c"}}}"#,
+        )
+        .unwrap();
+        let b = c.resolve(&Target::parse("b").unwrap()).unwrap();
+        assert_eq!(
+            b.policy_headers,
+            [
+                ("x-envoy-upstream-rq-timeout-ms", "1500".to_string()),
+                ("x-envoy-max-retries", "3".to_string()),
+                ("x-envoy-retry-on", "5xx,connect-failure".to_string()),
+            ]
+        );
+        assert!(c
+            .resolve(&Target::parse("c").unwrap())
+            .unwrap()
+            .policy_headers
+            .is_empty());
     }
 
     #[test]

@@ -145,6 +145,9 @@ impl Http {
                 if let Some(path) = path.as_deref() {
                     writes.push((":path", path));
                 }
+                for (name, value) in &app.policy_headers {
+                    writes.push((name, value.as_str()));
+                }
                 for (name, value) in writes {
                     if let Err(status) = set_request_header(name, value) {
                         // Never forward a half-rewritten request.

@@ -257,6 +257,7 @@ class Upstream:
     port: int = 0
     requests: list[Seen] = field(default_factory=list)
     status: int = 200
+    fail_first: int = 0  # answer 500 to this many requests first
 
     def start(self) -> "Upstream":
         upstream = self
@@ -269,9 +270,12 @@ class Upstream:
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 upstream.requests.append(Seen(self.command, self.path, headers, body))
+                if self.path == "/hang":
+                    time.sleep(10)
+                status = 500 if len(upstream.requests) <= upstream.fail_first else upstream.status
                 out = json.dumps({"app": upstream.name, "method": self.command, "path": self.path,
                                   "headers": headers, "body_len": len(body)}).encode()
-                self.send_response(upstream.status)
+                self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(out)))
                 self.end_headers()

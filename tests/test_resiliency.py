@@ -3,11 +3,15 @@ retries hide failures (with the attempt count the policy says), timeouts answer 
 circuit breaker opens, fails fast and lets a probe through after its timeout, and connection
 failures and app errors come back as Dapr would give them."""
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 import harness
+from conftest import checkout_sidecar_config
 from harness import Run, assert_nothing_left
 
 FLAKY = harness.ROOT / "tests/apps/flaky.py"
@@ -147,3 +151,76 @@ def test_the_circuit_breaker_opens_fails_fast_then_probes(mesh):
     time.sleep(2.5)
     assert call(mesh, "broken")[0] == 500
     assert attempts(mesh, "broken") == 4
+
+
+# Hand-written Envoy configs: per-app timeout and retries in the filter's plugin configuration.
+
+def hand_sidecar(apps, plugin_apps):
+    return checkout_sidecar_config({"app_id": "checkout", "apps": plugin_apps}, apps)
+
+
+def test_plugin_config_retries(start_envoy, start_upstream):
+    up = start_upstream("order-processor")
+    up.fail_first = 2
+    cfg, port = hand_sidecar({"order-processor": up}, {
+        "order-processor": {"cluster": "order-processor", "max_retries": 3, "retry_on": "5xx"}})
+    start_envoy(cfg, "retries")
+    status, _, body = harness.request(port, "POST", "/orders", {"dapr-app-id": "order-processor"}, b"{}")
+    assert status == 200, body
+    assert len(up.requests) == 3
+    assert all(r.body == b"{}" for r in up.requests)
+    assert not any(h.startswith("x-envoy-") for h in up.requests[-1].headers if h != "x-envoy-attempt-count")
+
+
+def test_plugin_config_timeout(start_envoy, start_upstream):
+    up = start_upstream("order-processor")
+    cfg, port = hand_sidecar({"order-processor": up}, {
+        "order-processor": {"cluster": "order-processor", "timeout_ms": 500}})
+    start_envoy(cfg, "timeout")
+    start = time.monotonic()
+    status, _, body = harness.request(port, "GET", "/hang", {"dapr-app-id": "order-processor"})
+    assert status == 504, body
+    assert json.loads(body)["message"] == "failed to invoke, id: order-processor, err: upstream request timeout (UT)"
+    assert time.monotonic() - start < 2
+
+
+def test_two_instances_one_killed_mid_run_loses_no_request(start_envoy, start_upstream):
+    ports = [harness.free_port(), harness.free_port()]
+    procs = [subprocess.Popen([sys.executable, str(FLAKY)], env=dict(os.environ, APP_PORT=str(p), INSTANCE=name))
+             for p, name in zip(ports, ("instance-a", "instance-b"))]
+    try:
+        for p, proc in zip(ports, procs):
+            harness.wait_for_port(p, proc=proc)
+        placeholder = start_upstream("unused")
+        cfg, port = hand_sidecar({"order-processor": placeholder}, {
+            "order-processor": {"cluster": "order-processor", "max_retries": 3,
+                                "retry_on": "connect-failure,refused-stream,reset,5xx"}})
+        cluster = cfg["static_resources"]["clusters"][0]
+        template = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = []
+        for p in ports:
+            ep = json.loads(json.dumps(template))
+            ep["endpoint"]["address"]["socket_address"]["port_value"] = p
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"].append(ep)
+        # A dead instance is ejected after 2 consecutive failures; the other keeps serving.
+        cluster["outlier_detection"] = {"consecutive_5xx": 2, "interval": "0.1s", "base_ejection_time": "30s",
+                                        "max_ejection_percent": 50}
+        envoy = start_envoy(cfg, "two-instances")
+        served = []
+        for i in range(60):
+            if i == 20:
+                procs[1].kill()
+                procs[1].wait()
+            status, _, body = harness.request(port, "POST", f"/orders/{i}", {"dapr-app-id": "order-processor"},
+                                              json.dumps({"orderId": i}).encode())
+            assert status == 200, (i, body)
+            reply = json.loads(body)
+            assert reply["body"] == json.dumps({"orderId": i})
+            served.append(reply["app"])
+        assert set(served[:20]) == {"instance-a", "instance-b"}  # load-balanced
+        assert set(served[20:]) == {"instance-a"}
+        assert envoy.stats()["cluster.order-processor.outlier_detection.ejections_enforced_total"] >= 1
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()

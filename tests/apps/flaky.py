@@ -7,6 +7,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 fail_first = int(os.environ.get("FAIL_FIRST", "0"))
+app = os.environ.get("INSTANCE")
 count = 0
 lock = threading.Lock()
 
@@ -35,7 +36,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(30)
         if fail_first < 0 or n <= fail_first:
             return self.reply(500, {"attempt": n, "error": "flaky"})
-        self.reply(200, {"attempt": n, "body": body})
+        self.reply(200, {"attempt": n, "body": body, **({"app": app} if app else {})})
 
     do_GET = do_POST = do_PUT = do_DELETE = handle_any
 
