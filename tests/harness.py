@@ -309,6 +309,13 @@ def request(port: int, method: str, path: str, headers: dict | None = None, body
         conn.close()
 
 
+def ok_json(resp: tuple[int, dict[str, str], bytes]):
+    """The JSON body of a response that must be a 200."""
+    status, _, body = resp
+    assert status == 200, body
+    return json.loads(body)
+
+
 def raw_request(port: int, data: bytes, timeout: float = 5) -> bytes:
     """Sends bytes as they are (for requests http.client refuses to build) and returns the reply."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

@@ -6,15 +6,11 @@ import subprocess
 
 import pytest
 
-
-def echo(resp):
-    status, headers, body = resp
-    assert status == 200, body
-    return json.loads(body)
+from harness import ok_json
 
 
 def test_header_form_reaches_the_app_with_its_own_path(sidecar):
-    got = echo(sidecar.call("POST", "/orders?page=2", {"dapr-app-id": "order-processor",
+    got = ok_json(sidecar.call("POST", "/orders?page=2", {"dapr-app-id": "order-processor",
                                                        "content-type": "application/json"},
                             b'{"orderId": 1}'))
     assert got["app"] == "order-processor"
@@ -29,7 +25,7 @@ def test_header_form_reaches_the_app_with_its_own_path(sidecar):
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH"])
 def test_invoke_url_is_rewritten_and_keeps_the_query(sidecar, method):
     body = b"x" * 100 if method in ("POST", "PUT", "PATCH") else None
-    got = echo(sidecar.call(method, "/v1.0/invoke/order-processor/method/orders/42?expand=items&x=%2F",
+    got = ok_json(sidecar.call(method, "/v1.0/invoke/order-processor/method/orders/42?expand=items&x=%2F",
                             {"x-custom": "kept"}, body))
     assert got["app"] == "order-processor"
     assert got["method"] == method
@@ -44,18 +40,18 @@ def test_invoke_url_is_rewritten_and_keeps_the_query(sidecar, method):
     ("payments.prod", "payments"),
 ])
 def test_namespaces_resolve_in_both_forms(sidecar, target, app):
-    assert echo(sidecar.call("GET", "/a", {"dapr-app-id": target}))["app"] == app
-    assert echo(sidecar.call("GET", f"/v1.0/invoke/{target}/method/a"))["app"] == app
+    assert ok_json(sidecar.call("GET", "/a", {"dapr-app-id": target}))["app"] == app
+    assert ok_json(sidecar.call("GET", f"/v1.0/invoke/{target}/method/a"))["app"] == app
 
 
 def test_invoke_url_wins_over_the_header(sidecar):
-    got = echo(sidecar.call("GET", "/v1.0/invoke/payments.prod/method/pay",
+    got = ok_json(sidecar.call("GET", "/v1.0/invoke/payments.prod/method/pay",
                             {"dapr-app-id": "order-processor"}))
     assert (got["app"], got["path"]) == ("payments", "/pay")
 
 
 def test_callee_learns_the_caller_from_the_sidecar(sidecar):
-    got = echo(sidecar.call("GET", "/who", {"dapr-app-id": "payments.prod"}))
+    got = ok_json(sidecar.call("GET", "/who", {"dapr-app-id": "payments.prod"}))
     assert got["headers"]["dapr-caller-app-id"] == "checkout"
     assert got["headers"]["dapr-caller-namespace"] == "default"
     assert got["headers"]["dapr-callee-app-id"] == "payments"
@@ -70,7 +66,7 @@ def test_app_errors_pass_through_unchanged(sidecar):
 
 def test_large_body_is_streamed_through(sidecar):
     body = bytes(range(256)) * 4096  # 1 MiB
-    got = echo(sidecar.call("PUT", "/blob", {"dapr-app-id": "order-processor"}, body))
+    got = ok_json(sidecar.call("PUT", "/blob", {"dapr-app-id": "order-processor"}, body))
     assert got["body_len"] == len(body)
     assert sidecar.apps["order-processor"].requests[-1].body == body
 

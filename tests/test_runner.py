@@ -82,19 +82,24 @@ def test_apps_get_daprs_variables_and_the_run_files_env(tmp_path):
     assert_nothing_left(run.marker)
 
 
-def test_sigterm_stops_apps_their_children_and_the_sidecars(tmp_path):
-    (tmp_path / "spawner").mkdir()
-    run = Run(tmp_path, f"""\
+def order_processor_and(tmp_path, app_id: str, command: str) -> Run:
+    """A run of the sample order-processor beside one more app running `command`."""
+    (tmp_path / app_id).mkdir()
+    return Run(tmp_path, f"""\
         version: 1
         apps:
           - appID: order-processor
             appDirPath: {SAMPLES / 'order-processor'}
             appPort: {harness.free_port()}
             command: ["python3", "app.py"]
-          - appID: spawner
-            appDirPath: ./spawner
-            command: ["sh", "-c", "sleep 300 & echo spawned; wait"]
+          - appID: {app_id}
+            appDirPath: ./{app_id}
+            command: ["sh", "-c", "{command}"]
         """)
+
+
+def test_sigterm_stops_apps_their_children_and_the_sidecars(tmp_path):
+    run = order_processor_and(tmp_path, "spawner", "sleep 300 & echo spawned; wait")
     run.wait_for_output("== APP - spawner == spawned")
     assert len(survivors(run.marker)) >= 5  # 2 Envoys, flask, sh, sleep
     run.proc.send_signal(signal.SIGTERM)
@@ -104,18 +109,7 @@ def test_sigterm_stops_apps_their_children_and_the_sidecars(tmp_path):
 
 
 def test_an_app_that_crashes_stops_the_whole_run(tmp_path):
-    (tmp_path / "crasher").mkdir()
-    run = Run(tmp_path, f"""\
-        version: 1
-        apps:
-          - appID: order-processor
-            appDirPath: {SAMPLES / 'order-processor'}
-            appPort: {harness.free_port()}
-            command: ["python3", "app.py"]
-          - appID: crasher
-            appDirPath: ./crasher
-            command: ["sh", "-c", "echo about to fail; sleep 0.5; exit 3"]
-        """)
+    run = order_processor_and(tmp_path, "crasher", "echo about to fail; sleep 0.5; exit 3")
     assert run.wait(timeout=60) == 1
     assert "== APP - crasher == about to fail" in run.out
     assert 'app "crasher" failed (exit code 3)' in run.err

@@ -2,17 +2,11 @@
 import json
 
 from conftest import EXAMPLE_PLUGIN_CONFIG, checkout_sidecar_config
-from harness import hcm, raw_request, request
-
-
-def echo(resp):
-    status, _, body = resp
-    assert status == 200, body
-    return json.loads(body)
+from harness import hcm, ok_json, raw_request, request
 
 
 def test_spoofed_cluster_header_is_overwritten(sidecar):
-    got = echo(sidecar.call("GET", "/x", {"dapr-app-id": "order-processor",
+    got = ok_json(sidecar.call("GET", "/x", {"dapr-app-id": "order-processor",
                                           "x-dapr-cluster": "payments-prod"}))
     assert got["app"] == "order-processor"
     assert not sidecar.apps["payments-prod"].requests
@@ -28,14 +22,14 @@ def test_cluster_header_alone_routes_nowhere(sidecar):
 
 
 def test_cluster_header_does_not_reach_the_app(sidecar):
-    got = echo(sidecar.call("GET", "/x", {"dapr-app-id": "order-processor", "x-dapr-cluster": "evil"}))
+    got = ok_json(sidecar.call("GET", "/x", {"dapr-app-id": "order-processor", "x-dapr-cluster": "evil"}))
     assert "x-dapr-cluster" not in got["headers"]
 
 
 def test_caller_identity_headers_cannot_be_forged(sidecar):
     forged = {"dapr-app-id": "order-processor", "dapr-caller-app-id": "admin",
               "dapr-caller-namespace": "kube-system", "dapr-callee-app-id": "payments"}
-    got = echo(sidecar.call("GET", "/x", forged))
+    got = ok_json(sidecar.call("GET", "/x", forged))
     assert got["headers"]["dapr-caller-app-id"] == "checkout"
     assert got["headers"]["dapr-caller-namespace"] == "default"
     assert got["headers"]["dapr-callee-app-id"] == "order-processor"
@@ -64,6 +58,6 @@ def test_a_custom_cluster_header_is_honoured_and_hidden(start_envoy, start_upstr
     route["route"]["cluster_header"] = "x-route-to"
     route["request_headers_to_remove"] = ["x-route-to"]
     start_envoy(cfg, "custom-header")
-    got = echo(request(port, "GET", "/x", {"dapr-app-id": "order-processor", "x-route-to": "payments-prod"}))
+    got = ok_json(request(port, "GET", "/x", {"dapr-app-id": "order-processor", "x-route-to": "payments-prod"}))
     assert got["app"] == "order-processor"
     assert "x-route-to" not in got["headers"]
