@@ -4,6 +4,7 @@ Every process a run starts inherits a marker variable from the runner, so a test
 none is left behind after the run ends, whichever way it ends."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -168,3 +169,15 @@ def test_generated_configs_load_in_envoy(tmp_path):
         proc = subprocess.run([harness.envoy_bin(), "--mode", "validate", "-c", path], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert "target app(s)" in proc.stdout + proc.stderr
+
+
+def test_the_samples_run_file_with_daprs_resiliency_policy_loads_in_envoy(tmp_path):
+    out = subprocess.run([str(RUNNER), "config", "-f", str(SAMPLES / "dapr.yaml"), "--out", str(tmp_path)],
+                         capture_output=True, text=True, check=True)
+    assert 'retry policy "retryForever" retries forever in Dapr' in out.stderr
+    checkout = json.loads((tmp_path / "checkout.envoy.json").read_text())
+    to_op = next(c for c in checkout["static_resources"]["clusters"] if c["name"] == "to-order-processor")
+    assert to_op["outlier_detection"]["consecutive_5xx"] == 5
+    proc = subprocess.run([harness.envoy_bin(), "--mode", "validate", "-c", str(tmp_path / "checkout.envoy.json")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
