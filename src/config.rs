@@ -10,6 +10,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::acl::{AccessControl, RawAccessControl};
 use crate::ids::{validate_name, Target};
 
 /// The namespace a sidecar is in when its configuration does not say.
@@ -63,7 +64,7 @@ struct RawConfig {
     #[serde(default)]
     cluster_header: Option<String>,
     #[serde(default)]
-    access_control: Option<serde_json::Value>,
+    access_control: Option<RawAccessControl>,
 }
 
 fn some_entries<'de, D>(deserializer: D) -> Result<Option<Vec<(String, RawApp)>>, D::Error>
@@ -149,6 +150,8 @@ pub enum ConfigError {
     Json(String),
     /// A value is present but invalid.
     Field { field: String, reason: String },
+    /// The access-control policy is invalid (the message names the field).
+    Policy(String),
 }
 
 impl ConfigError {
@@ -167,6 +170,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Field { field, reason } => {
                 write!(f, "invalid plugin configuration: field `{field}` {reason}")
             }
+            ConfigError::Policy(e) => write!(f, "invalid plugin configuration: {e}"),
         }
     }
 }
@@ -186,6 +190,8 @@ pub struct App {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub mode: Mode,
+    /// Inbound only: the policy callers are held to; none lets every mesh identity in.
+    pub access_control: Option<AccessControl>,
     /// This sidecar's own app id: what callees see as `dapr-caller-app-id`.
     pub app_id: String,
     /// This sidecar's namespace: bare target ids resolve in it.
@@ -280,12 +286,18 @@ impl TryFrom<RawConfig> for Config {
             }
             (Mode::Inbound, None) => Vec::new(),
         };
-        if raw.access_control.is_some() {
-            return Err(ConfigError::field(
-                "access_control",
-                "is not supported by this build",
-            ));
-        }
+        let access_control = match (raw.mode, raw.access_control) {
+            (_, None) => None,
+            (Mode::Outbound, Some(_)) => {
+                return Err(ConfigError::field(
+                    "access_control",
+                    "applies to mode \"inbound\": the callee's sidecar enforces its policy",
+                ))
+            }
+            (Mode::Inbound, Some(raw)) => {
+                Some(AccessControl::try_from(raw).map_err(ConfigError::Policy)?)
+            }
+        };
 
         let mut apps: HashMap<String, HashMap<String, App>> = HashMap::new();
         // Which configured key claimed each (namespace, app id), to name both in a clash.
@@ -321,6 +333,7 @@ impl TryFrom<RawConfig> for Config {
 
         Ok(Config {
             mode: raw.mode,
+            access_control,
             app_id: raw.app_id,
             namespace,
             cluster_header,
@@ -628,6 +641,34 @@ mod tests {
             .unwrap()
             .policy_headers
             .is_empty());
+    }
+
+    #[test]
+    fn access_control_is_for_inbound_and_validated() {
+        let c = Config::from_json(
+            br#"{"app_id": "op", "mode": "inbound", "access_control": {"defaultAction": "deny",
+                 "policies": [{"appId": "checkout", "operations": [{"name": "/orders", "httpVerb": ["POST"], "action": "allow"}]}]}}"#,
+        )
+        .unwrap();
+        assert!(c.access_control.is_some());
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"app_id": "a", "apps": {"b": {"cluster": "b"}}, "access_control": {}}"#,
+                "field `access_control` applies to mode \"inbound\"",
+            ),
+            (
+                r#"{"app_id": "a", "mode": "inbound", "access_control": {"defaultAction": "perhaps"}}"#,
+                "invalid plugin configuration: `access_control.defaultAction` is \"perhaps\"",
+            ),
+            (
+                r#"{"app_id": "a", "mode": "inbound", "access_control": {"policies": [{"appid": "x"}]}}"#,
+                "unknown field `appid`",
+            ),
+        ];
+        for (json, want) in cases {
+            let got = Config::from_json(json.as_bytes()).unwrap_err().to_string();
+            assert!(got.contains(want), "{got}");
+        }
     }
 
     #[test]

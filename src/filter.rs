@@ -12,6 +12,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
 
+use crate::acl::Verdict;
 use crate::config::{Config, Mode};
 use crate::error::DaprError;
 use crate::inbound;
@@ -177,7 +178,15 @@ impl Http {
             method: std::str::from_utf8(&method).unwrap_or_default(),
             path: std::str::from_utf8(&path).unwrap_or_default(),
         };
-        match inbound::decide(&config.app_id, &request, |_, _, _| Ok(())) {
+        let authorize =
+            |caller: &inbound::Caller, method: &str, path: &str| match &config.access_control {
+                None => Ok(()),
+                Some(acl) => match acl.check(caller, method, path) {
+                    Verdict::Allow => Ok(()),
+                    Verdict::Deny { reason } => Err(reason),
+                },
+            };
+        match inbound::decide(&config.app_id, &request, authorize) {
             inbound::Decision::Deliver(caller) => {
                 // What the app is told comes from the certificate; whatever the request carried
                 // under these names is replaced.

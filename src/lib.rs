@@ -10,6 +10,7 @@
 //! with no host calls, tested on the host; `filter` is the thin proxy-wasm glue that exists only
 //! in the `.wasm` build.
 
+pub mod acl;
 pub mod config;
 pub mod error;
 pub mod ids;

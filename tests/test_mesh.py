@@ -39,6 +39,17 @@ def start_mesh(start_envoy, start_upstream, certs: Path, callee_certs: Path | No
     return Mesh(mapping[3500], mapping[50003], app, certs, caller, callee)
 
 
+def https_post(port: int, ctx: ssl.SSLContext, headers: dict | None = None):
+    """POST /orders straight to an inbound listener: what the shipped policy lets checkout do."""
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+    try:
+        conn.request("POST", "/orders", body=b"{}", headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def mesh(start_envoy, start_upstream, mesh_certs) -> Mesh:
     return start_mesh(start_envoy, start_upstream, mesh_certs)
@@ -56,16 +67,6 @@ def tls_context(certs: Path | None, client: str | None) -> ssl.SSLContext:
     return ctx
 
 
-def https_get(port: int, ctx: ssl.SSLContext, path: str = "/orders"):
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
 def test_calls_between_sidecars_go_over_mutual_tls(mesh):
     status, _, body = harness.request(mesh.outbound, "POST", "/orders", {"dapr-app-id": "order-processor"}, b"{}")
     assert status == 200, body
@@ -80,13 +81,13 @@ def test_calls_between_sidecars_go_over_mutual_tls(mesh):
 
 def test_plain_http_to_the_inbound_listener_is_refused(mesh):
     with pytest.raises((ConnectionError, http.client.RemoteDisconnected, OSError)):
-        harness.request(mesh.inbound, "GET", "/orders")
+        harness.request(mesh.inbound, "POST", "/orders", body=b"{}")
     assert not mesh.app.requests
 
 
 def test_a_tls_client_without_a_certificate_is_refused(mesh):
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-        https_get(mesh.inbound, tls_context(mesh.certs, None))
+        https_post(mesh.inbound, tls_context(mesh.certs, None))
     assert not mesh.app.requests
 
 
@@ -95,12 +96,12 @@ def test_a_client_certificate_from_another_ca_is_refused(mesh, tmp_path):
     ctx = tls_context(None, None)
     ctx.load_cert_chain(foreign / "checkout.pem", foreign / "checkout.key")
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-        https_get(mesh.inbound, ctx)
+        https_post(mesh.inbound, ctx)
     assert not mesh.app.requests
 
 
 def test_a_client_certificate_from_the_mesh_ca_is_accepted(mesh):
-    status, body = https_get(mesh.inbound, tls_context(mesh.certs, "checkout"))
+    status, body = https_post(mesh.inbound, tls_context(mesh.certs, "checkout"))
     assert status == 200, body
     assert len(mesh.app.requests) == 1
 
@@ -111,28 +112,19 @@ def test_the_caller_refuses_a_callee_that_is_not_who_it_should_be(start_envoy, s
     (imposter / "order-processor.pem").write_bytes((imposter / "checkout.pem").read_bytes())
     (imposter / "order-processor.key").write_bytes((imposter / "checkout.key").read_bytes())
     mesh = start_mesh(start_envoy, start_upstream, imposter, callee_certs=imposter)
-    status, _, body = harness.request(mesh.outbound, "GET", "/orders", {"dapr-app-id": "order-processor"})
+    status, _, body = harness.request(mesh.outbound, "POST", "/orders", {"dapr-app-id": "order-processor"}, b"{}")
     assert status == 503, body
     assert not mesh.app.requests
-
-
-def https_request(port: int, ctx: ssl.SSLContext, method: str, path: str, headers: dict):
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
-    try:
-        conn.request(method, path, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
 
 
 def test_the_callee_names_the_caller_from_its_certificate_not_its_headers(mesh):
     forged = {"dapr-caller-app-id": "admin", "dapr-caller-namespace": "kube-system"}
     # Through checkout's sidecar...
-    status, _, body = harness.request(mesh.outbound, "GET", "/orders", {"dapr-app-id": "order-processor", **forged})
+    status, _, body = harness.request(mesh.outbound, "POST", "/orders", {"dapr-app-id": "order-processor", **forged},
+                                      b"{}")
     assert status == 200, body
     # ...and straight to the inbound listener with checkout's certificate.
-    status, body = https_request(mesh.inbound, tls_context(mesh.certs, "checkout"), "GET", "/orders", forged)
+    status, body = https_post(mesh.inbound, tls_context(mesh.certs, "checkout"), forged)
     assert status == 200, body
     for seen in mesh.app.requests:
         assert seen.headers["dapr-caller-app-id"] == "checkout"
