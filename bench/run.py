@@ -42,6 +42,11 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "9"))
 N_SMALL = int(os.environ.get("BENCH_REQUESTS", "8000"))
 N_LARGE = int(os.environ.get("BENCH_REQUESTS_LARGE", "400"))
 CONNECTIONS = 4
+# Optional: another build of the filter to compare side by side (scenarios candidate-header/-url).
+CANDIDATE = os.environ.get("BENCH_CANDIDATE")
+CANDIDATE_NAME = os.environ.get("BENCH_CANDIDATE_NAME", "candidate")
+# Optional: a regex; only cells whose key matches (and the native baselines) run.
+ONLY = os.environ.get("BENCH_ONLY")
 CELL_TIMEOUT = 60  # seconds; a cell that takes longer has failed
 GROWTH = [10, 1_000, 10_000, 100_000]
 CLUSTERS = ["order-processor", "apps-1", "apps-2", "apps-3"]
@@ -90,6 +95,21 @@ def native(upstream_port: int, n_apps: int) -> tuple[dict, int]:
             {"name": "dapr-app-id", "string_match": {"exact": key}}]},
             "route": {"cluster": app["cluster"], "timeout": "0s"}})
     manager["route_config"]["virtual_hosts"][0]["routes"] = routes
+    return cfg, port
+
+
+def native_identity(upstream_port: int, n_apps: int) -> tuple[dict, int]:
+    """`native` plus the identity headers dapr-invoke sets, set by Envoy itself: what the filter's
+    work costs when Envoy does all of it natively."""
+    cfg, port = native(upstream_port, n_apps)
+    apps = plugin_config(n_apps)["apps"]
+    for route, key in zip(harness.hcm(cfg, "outbound")["route_config"]["virtual_hosts"][0]["routes"],
+                          apps):
+        route["request_headers_to_add"] = [
+            {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for k, v in (("dapr-caller-app-id", SELF["app_id"]),
+                         ("dapr-caller-namespace", SELF["namespace"]),
+                         ("dapr-callee-app-id", key.split(".")[0]))]
     return cfg, port
 
 
@@ -206,10 +226,11 @@ def configure_ms(env: Envoy) -> list[float]:
 METRICS = ["cpu_us_per_req", "rps", "p50_us", "p99_us", "p999_us"]
 
 
-def summarize(cells: list[Cell], native_of) -> list[dict]:
+def summarize(cells: list[Cell], native_of, noop_of) -> list[dict]:
     rows = []
     for c in cells:
         base = native_of(c)
+        noop = noop_of(c)
         row = {"key": c.key, "scenario": c.scenario, "proto": c.proto, "body": c.body or "GET",
                "apps": c.apps}
         for m in METRICS:
@@ -218,6 +239,9 @@ def summarize(cells: list[Cell], native_of) -> list[dict]:
             ratios = [r[m] / b[m] for r, b in zip(c.rounds, base.rounds)
                       if r[m] is not None and b[m]]
             row[m + "_ratio"] = statistics.median(ratios) if ratios else None
+        over_noop = [r["cpu_us_per_req"] / b["cpu_us_per_req"] for r, b in zip(c.rounds, noop.rounds)
+                     if r["cpu_us_per_req"] and b["cpu_us_per_req"]] if noop else []
+        row["cpu_us_per_req_over_noop"] = statistics.median(over_noop) if over_noop else None
         pooled = sorted(x for r in c.rounds for x in r["latencies_us"])
         row["pooled_p99_us"], row["pooled_p999_us"] = pct(pooled, 99), pct(pooled, 99.9)
         row["rss_mib"] = c.rss / 2**20 if c.envoys else None
@@ -238,13 +262,14 @@ def markdown(rows: list[dict], growth: list[dict], meta: dict) -> str:
            "Ratios are medians of per-round ratios against `native` (same protocol and body); "
            "absolute values are medians over rounds. CPU is the proxy Envoy's (both Envoys for "
            "`two-sidecars`; none for `direct`).", "",
-           "| scenario | proto | body | CPU µs/req | CPU × native | req/s | × native | p50 µs | "
+           "| scenario | proto | body | CPU µs/req | CPU × native | CPU × noop | req/s | × native | p50 µs | "
            "p99 µs | p99 × native | p99.9 µs | p99.9 × native | RSS MiB | wasm MiB |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(
             f"| {r['scenario']} | {r['proto']} | {r['body']} | {fmt(r['cpu_us_per_req'])} | "
-            f"{fmt(r['cpu_us_per_req_ratio'], '.2f')} | {fmt(r['rps'], '.0f')} | "
+            f"{fmt(r['cpu_us_per_req_ratio'], '.2f')} | {fmt(r['cpu_us_per_req_over_noop'], '.2f')} | "
+            f"{fmt(r['rps'], '.0f')} | "
             f"{fmt(r['rps_ratio'], '.2f')} | {fmt(r['p50_us'], '.0f')} | {fmt(r['p99_us'], '.0f')} | "
             f"{fmt(r['p99_us_ratio'], '.2f')} | {fmt(r['p999_us'], '.0f')} | "
             f"{fmt(r['p999_us_ratio'], '.2f')} | {fmt(r['rss_mib'])} | {fmt(r['wasm_mib'], '.2f')} |")
@@ -333,6 +358,8 @@ def main() -> int:
         upstream = start(up_cfg, "upstream")
         cfg, native_port = native(up_port, 10)
         native_env = start(cfg, "native")
+        cfg, native_id_port = native_identity(up_port, 10)
+        native_id_env = start(cfg, "native-identity")
         cfg, noop_port = checkout(up_port, plugin_config(10), NOOP_WASM)
         noop_env = start(cfg, "noop")
         dapr: dict[int, tuple[Envoy, int, int]] = {}
@@ -347,18 +374,26 @@ def main() -> int:
         callee = start(b, "order-processor-sidecar")
         caller = start(a, "checkout-sidecar")
         dapr_env, dapr_port, _ = dapr[10]
+        if CANDIDATE:
+            cfg, cand_port = checkout(up_port, plugin_config(10), Path(CANDIDATE).resolve())
+            cand_env = start(cfg, "candidate")
 
         cells: list[Cell] = []
         for proto in ("h1", "h2"):
             cells += [
                 Cell("direct", proto, "", up_port, []),
                 Cell("native", proto, "", native_port, [native_env]),
+                Cell("native-identity", proto, "", native_id_port, [native_id_env]),
                 Cell("noop-wasm", proto, "", noop_port, [noop_env]),
                 Cell("dapr-header", proto, "", dapr_port, [dapr_env]),
                 Cell("dapr-url", proto, "", dapr_port, [dapr_env],
                      path=f"/v1.0/invoke/{TARGET}/method/orders"),
                 Cell("two-sidecars", proto, "", two_port, [caller, callee]),
             ]
+            if CANDIDATE:
+                cells += [Cell(f"{CANDIDATE_NAME}-header", proto, "", cand_port, [cand_env]),
+                          Cell(f"{CANDIDATE_NAME}-url", proto, "", cand_port, [cand_env],
+                               path=f"/v1.0/invoke/{TARGET}/method/orders")]
             for n in GROWTH[1:]:
                 cells.append(Cell(f"dapr-header-{n // 1000}k", proto, "", dapr[n][1], [dapr[n][0]],
                                   apps=n))
@@ -368,6 +403,8 @@ def main() -> int:
                     Cell("noop-wasm", proto, body, noop_port, [noop_env]),
                     Cell("dapr-header", proto, body, dapr_port, [dapr_env]),
                 ]
+        if ONLY:
+            cells = [c for c in cells if c.scenario == "native" or re.search(ONLY, c.key)]
         bodies = {"1KiB": tmp / "1k.bin", "1MiB": tmp / "1m.bin"}
         bodies["1KiB"].write_bytes(os.urandom(1024))
         bodies["1MiB"].write_bytes(os.urandom(1 << 20))
@@ -398,12 +435,17 @@ def main() -> int:
         def native_of(c: Cell) -> Cell:
             return by_key["/".join(("native", c.proto, c.body or "GET"))]
 
-        rows = summarize(cells, native_of)
+        def noop_of(c: Cell) -> Cell | None:
+            return by_key.get("/".join(("noop-wasm", c.proto, c.body or "GET")))
+
+        rows = summarize(cells, native_of, noop_of)
         rows_by_key = {r["key"]: r for r in rows}
         growth = []
         for n in GROWTH:
             env, _, size = dapr[n]
             name = "dapr-header" if n == 10 else f"dapr-header-{n // 1000}k"
+            if f"{name}/h1/GET" not in rows_by_key:
+                continue
             g = {"apps": n, "config_kib": size / 1024, "ready_s": env.ready_seconds,
                  "configure_ms": configure_ms(env), "rss_mib": env.rss_bytes() / 2**20,
                  "wasm_mib": (wasm_memory(env) or 0) / 2**20 or None}
