@@ -362,6 +362,9 @@ def main() -> int:
         native_id_env = start(cfg, "native-identity")
         cfg, noop_port = checkout(up_port, plugin_config(10), NOOP_WASM)
         noop_env = start(cfg, "noop")
+        cfg, mimic_port = checkout(up_port, None, NOOP_WASM)
+        harness.wasm_filter(cfg, "outbound")["configuration"]["value"] = "mimic"
+        mimic_env = start(cfg, "noop-mimic")
         dapr: dict[int, tuple[Envoy, int, int]] = {}
         for n in GROWTH:
             plugin = plugin_config(n)
@@ -385,6 +388,7 @@ def main() -> int:
                 Cell("native", proto, "", native_port, [native_env]),
                 Cell("native-identity", proto, "", native_id_port, [native_id_env]),
                 Cell("noop-wasm", proto, "", noop_port, [noop_env]),
+                Cell("noop-mimic", proto, "", mimic_port, [mimic_env]),
                 Cell("dapr-header", proto, "", dapr_port, [dapr_env]),
                 Cell("dapr-url", proto, "", dapr_port, [dapr_env],
                      path=f"/v1.0/invoke/{TARGET}/method/orders"),
