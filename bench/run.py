@@ -223,7 +223,7 @@ def configure_ms(env: Envoy) -> list[float]:
 # ---------------------------------------------------------------------------------------------
 # Report.
 
-METRICS = ["cpu_us_per_req", "rps", "p50_us", "p99_us", "p999_us"]
+METRICS = ["cpu_us_per_req", "cpu_us_per_req_stat", "rps", "p50_us", "p99_us", "p999_us"]
 
 
 def summarize(cells: list[Cell], native_of, noop_of) -> list[dict]:
