@@ -299,32 +299,54 @@ impl TryFrom<RawConfig> for Config {
             }
         };
 
-        let mut apps: HashMap<String, HashMap<String, App>> = HashMap::new();
+        // First pass, borrowing: validate every entry and find clashes without copying a string.
+        // The VM's memory never shrinks, so what a large config costs at its peak here it costs
+        // for the VM's life.
         // Which configured key claimed each (namespace, app id), to name both in a clash.
-        let mut claimed: HashMap<(String, String), String> = HashMap::new();
-        for (key, app) in raw_apps {
-            let field = format!("apps.{key:?}");
-            let target = Target::parse(&key)
-                .map_err(|e| ConfigError::field(&field, format!("is not a valid app id: {e}")))?;
-            let app = app.0;
-            validate_cluster_name(&app.cluster)
-                .map_err(|e| ConfigError::field(format!("{field}.cluster"), e))?;
-            let policy_headers = policy_headers(&app, &field)?;
-            let ns = target.namespace_or(&namespace).to_string();
-            let id = target.app_id.to_string();
-            if let Some(first) = claimed.insert((ns.clone(), id.clone()), key.clone()) {
+        let mut claimed: HashMap<(&str, &str), &str> = HashMap::with_capacity(raw_apps.len());
+        let mut per_namespace: HashMap<&str, usize> = HashMap::new();
+        for (key, app) in &raw_apps {
+            let field = || format!("apps.{key:?}");
+            let target = Target::parse(key)
+                .map_err(|e| ConfigError::field(field(), format!("is not a valid app id: {e}")))?;
+            validate_cluster_name(&app.0.cluster)
+                .map_err(|e| ConfigError::field(format!("{}.cluster", field()), e))?;
+            policy_headers(&app.0, &field())?;
+            let (ns, id) = (target.namespace_or(&namespace), target.app_id);
+            if let Some(first) = claimed.insert((ns, id), key) {
                 let reason = if first == key {
                     "appears twice".to_string()
                 } else {
                     format!("names app {id:?} in namespace {ns:?}, and so does {first:?}")
                 };
-                return Err(ConfigError::field(&field, reason));
+                return Err(ConfigError::field(field(), reason));
             }
-            apps.entry(ns.clone()).or_default().insert(
-                id.clone(),
+            *per_namespace.entry(ns).or_default() += 1;
+        }
+        // Second pass: build the lookup maps at their final size, moving the strings in.
+        let mut apps: HashMap<String, HashMap<String, App>> = per_namespace
+            .into_iter()
+            .map(|(ns, n)| (ns.to_string(), HashMap::with_capacity(n)))
+            .collect();
+        drop(claimed);
+        for (key, app) in raw_apps {
+            let app = app.0;
+            let policy_headers = policy_headers(&app, &format!("apps.{key:?}"))?;
+            let target = Target::parse(&key).map_err(|e| {
+                ConfigError::field(
+                    format!("apps.{key:?}"),
+                    format!("is not a valid app id: {e}"),
+                )
+            })?;
+            let ns = target.namespace_or(&namespace);
+            let Some(ids) = apps.get_mut(ns) else {
+                continue; // every namespace was counted in the first pass
+            };
+            ids.insert(
+                target.app_id.to_string(),
                 App {
-                    app_id: id,
-                    namespace: ns,
+                    app_id: target.app_id.to_string(),
+                    namespace: ns.to_string(),
                     cluster: app.cluster,
                     policy_headers,
                 },

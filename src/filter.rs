@@ -5,12 +5,14 @@
 //! handle: the SDK's convenience methods unwrap, and a header value that is not UTF-8 would trap
 //! the VM through them.
 
+use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
 use crate::acl::Verdict;
 use crate::config::{Config, Mode};
@@ -24,17 +26,22 @@ const APP_ID_HEADER: &str = "dapr-app-id";
 const CALLER_APP_ID: &str = "dapr-caller-app-id";
 const CALLER_NAMESPACE: &str = "dapr-caller-namespace";
 const CALLEE_APP_ID: &str = "dapr-callee-app-id";
+/// A gauge of the VM's linear memory, in bytes (Envoy shows it as `wasmcustom.dapr_invoke.vm_memory_bytes`).
+const MEMORY_GAUGE: &str = "dapr_invoke.vm_memory_bytes";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(Root { context_id, config: None })
+        Box::new(Root { context_id, config: None, memory_gauge: None, memory_pages: Cell::new(0) })
     });
 }}
 
 struct Root {
     context_id: u32,
     config: Option<Rc<Config>>,
+    memory_gauge: Option<u32>,
+    /// The memory size last recorded in the gauge, in 64 KiB pages.
+    memory_pages: Cell<usize>,
 }
 
 impl Context for Root {}
@@ -50,6 +57,7 @@ impl RootContext for Root {
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let started = hostcalls::get_current_time().ok();
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => Vec::new(),
@@ -63,15 +71,24 @@ impl RootContext for Root {
         };
         match Config::from_json(&bytes) {
             Ok(config) => {
+                let took = started
+                    .and_then(|t| hostcalls::get_current_time().ok()?.duration_since(t).ok())
+                    .unwrap_or(Duration::ZERO);
                 info!(
-                    "[root {}] app {:?} in namespace {:?}: {} target app(s), cluster header {:?}",
+                    "[root {}] app {:?} in namespace {:?}: {} target app(s), cluster header {:?}; configured in {:.1} ms",
                     self.context_id,
                     config.app_id,
                     config.namespace,
                     config.app_count(),
-                    config.cluster_header
+                    config.cluster_header,
+                    took.as_secs_f64() * 1e3
                 );
                 self.config = Some(Rc::new(config));
+                if self.memory_gauge.is_none() {
+                    self.memory_gauge =
+                        hostcalls::define_metric(MetricType::Gauge, MEMORY_GAUGE).ok();
+                }
+                self.record_memory();
                 true
             }
             Err(e) => {
@@ -83,6 +100,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        self.record_memory();
         Some(Box::new(Http {
             context_id,
             config: self.config.clone(),
@@ -91,6 +109,21 @@ impl RootContext for Root {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+impl Root {
+    /// Updates the memory gauge when the VM's memory has grown. Reading the size is one wasm
+    /// instruction, so this costs no host call on a request unless the memory changed.
+    fn record_memory(&self) {
+        let pages = core::arch::wasm32::memory_size::<0>();
+        if pages == self.memory_pages.get() {
+            return;
+        }
+        self.memory_pages.set(pages);
+        if let Some(id) = self.memory_gauge {
+            let _ = hostcalls::record_metric(id, pages as u64 * 65536);
+        }
     }
 }
 
@@ -108,12 +141,12 @@ impl HttpContext for Http {
             // Test builds only: trap the VM, to show what Envoy's failure_policy does.
             std::process::abort();
         }
-        let Some(config) = self.config.clone() else {
+        let Some(config) = self.config.as_deref() else {
             return self.reject(&DaprError::not_ready("the filter has no configuration"));
         };
         match config.mode {
-            Mode::Outbound => self.outbound(&config),
-            Mode::Inbound => self.inbound(&config),
+            Mode::Outbound => self.outbound(config),
+            Mode::Inbound => self.inbound(config),
         }
     }
 }
@@ -124,12 +157,17 @@ impl Http {
             Ok(path) => path.unwrap_or_default(),
             Err(status) => return self.host_failure("read :path", status),
         };
-        let app_id = match request_header(APP_ID_HEADER) {
-            Ok(app_id) => app_id,
-            Err(status) => return self.host_failure("read dapr-app-id", status),
-        };
         let Ok(path) = std::str::from_utf8(&path) else {
             return self.reject(&DaprError::bad_invoke_url("the path is not valid UTF-8"));
+        };
+        // Every host call costs: read dapr-app-id only when it can change the decision.
+        let app_id = if route::uses_app_id_header(path) {
+            match request_header(APP_ID_HEADER) {
+                Ok(app_id) => app_id,
+                Err(status) => return self.host_failure("read dapr-app-id", status),
+            }
+        } else {
+            None
         };
         let request = Request {
             path,
@@ -137,19 +175,15 @@ impl Http {
         };
         match route::decide(config, &request) {
             Decision::Forward { app, path } => {
-                let mut writes = vec![
+                let writes = [
                     (config.cluster_header.as_str(), app.cluster.as_str()),
                     (CALLER_APP_ID, config.app_id.as_str()),
                     (CALLER_NAMESPACE, config.namespace.as_str()),
                     (CALLEE_APP_ID, app.app_id.as_str()),
                 ];
-                if let Some(path) = path.as_deref() {
-                    writes.push((":path", path));
-                }
-                for (name, value) in &app.policy_headers {
-                    writes.push((name, value.as_str()));
-                }
-                for (name, value) in writes {
+                let rewrite = path.as_deref().map(|path| (":path", path));
+                let policy = app.policy_headers.iter().map(|(n, v)| (*n, v.as_str()));
+                for (name, value) in writes.into_iter().chain(rewrite).chain(policy) {
                     if let Err(status) = set_request_header(name, value) {
                         // Never forward a half-rewritten request.
                         return self.host_failure(name, status);

@@ -59,8 +59,7 @@ pub fn decide<'c>(config: &'c Config, req: &Request<'_>) -> Decision<'c> {
             Err(e) => Decision::Reject(e),
         };
     }
-    let bare_path = req.path.split('?').next().unwrap_or_default();
-    if HEALTH_PATHS.contains(&bare_path) {
+    if is_health(req.path) {
         return Decision::Healthy;
     }
     match req.app_id_header {
@@ -76,6 +75,25 @@ pub fn decide<'c>(config: &'c Config, req: &Request<'_>) -> Decision<'c> {
             )),
         },
     }
+}
+
+/// Whether [`decide`] reads the `dapr-app-id` header for this path. It does not for an invoke URL
+/// (the URL names the app) or a health endpoint, so the filter can skip reading the header: one
+/// host call less on those requests, and the same decision.
+///
+/// ```
+/// use dapr_invoke::route::uses_app_id_header;
+/// assert!(uses_app_id_header("/orders"));
+/// assert!(!uses_app_id_header("/v1.0/invoke/order-processor/method/orders"));
+/// assert!(!uses_app_id_header("/v1.0/healthz?x=1"));
+/// ```
+pub fn uses_app_id_header(path: &str) -> bool {
+    !path.starts_with(INVOKE_PREFIX) && !is_health(path)
+}
+
+fn is_health(path: &str) -> bool {
+    let bare_path = path.split('?').next().unwrap_or_default();
+    HEALTH_PATHS.contains(&bare_path)
 }
 
 /// Splits what follows [`INVOKE_PREFIX`] into the raw app id and the method's new path (with the
@@ -298,6 +316,55 @@ mod tests {
             assert_eq!(e.code, "ERR_DIRECT_INVOKE");
             assert_eq!(e.status, *status, "{path} {header:?}: {}", e.message);
             assert!(e.message.contains(want), "{path} {header:?}: {}", e.message);
+        }
+    }
+
+    /// Where `uses_app_id_header` says no, the header cannot change the decision.
+    #[test]
+    fn skipping_the_header_changes_nothing() {
+        let c = config();
+        let paths = [
+            "/v1.0/invoke/order-processor/method/orders?x=1",
+            "/v1.0/invoke/payments.prod/method/pay",
+            "/v1.0/invoke/nope/method/x",
+            "/v1.0/invoke/",
+            "/v1.0/invoke/order-processor",
+            "/v1.0/healthz",
+            "/v1.0/healthz/outbound?x",
+        ];
+        let headers: [Option<&[u8]>; 4] =
+            [None, Some(b""), Some(b"order-processor"), Some(b"\xff")];
+        for path in paths {
+            assert!(!uses_app_id_header(path), "{path}");
+            let without = decide(
+                &c,
+                &Request {
+                    path,
+                    app_id_header: None,
+                },
+            );
+            for h in headers {
+                assert_eq!(
+                    decide(
+                        &c,
+                        &Request {
+                            path,
+                            app_id_header: h
+                        }
+                    ),
+                    without,
+                    "{path}"
+                );
+            }
+        }
+        for path in [
+            "/orders",
+            "/",
+            "/v1.0/invoke",
+            "/v1.0/healthzz",
+            "/x?/v1.0/healthz",
+        ] {
+            assert!(uses_app_id_header(path), "{path}");
         }
     }
 

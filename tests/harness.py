@@ -176,6 +176,7 @@ class Envoy:
         self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         self.admin_port = cfg["admin"]["address"]["socket_address"]["port_value"]
         self.proc: subprocess.Popen | None = None
+        self.ready_seconds: float | None = None  # from spawn to admin /ready 200
 
     def command(self, *extra: str) -> list[str]:
         return [envoy_bin(), "-c", str(self.config_path), "--disable-hot-restart",
@@ -188,13 +189,15 @@ class Envoy:
         self.proc = subprocess.Popen(self.command(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         log.close()
-        deadline = time.monotonic() + timeout
+        spawned = time.monotonic()
+        deadline = spawned + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise EnvoyFailed(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 status, _, body = request(self.admin_port, "GET", "/ready", timeout=1)
                 if status == 200:
+                    self.ready_seconds = time.monotonic() - spawned
                     return self
             except OSError:
                 pass
@@ -214,6 +217,29 @@ class Envoy:
             if "value" in s:
                 out[s["name"]] = s["value"]
         return out
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time used so far by all of Envoy's threads: (from the scheduler, in ns resolution,
+        summed over /proc/<pid>/task/*/schedstat; from /proc/<pid>/stat utime+stime, in ticks)."""
+        assert self.proc is not None
+        sched = 0
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            try:
+                sched += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass  # a thread that just exited
+        # Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(stat[11]) + int(stat[12])
+        return sched / 1e9, ticks / os.sysconf("SC_CLK_TCK")
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the Envoy process, from /proc/<pid>/status."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
