@@ -63,7 +63,7 @@ clean: ## Remove build output and the virtualenv
 # filter from bench/noop-filter, a crate outside the product's workspace.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 .PHONY: bench
-bench: wasm ## Benchmark against Envoy's native routing (a few minutes): BENCHMARKS.md, bench/results/
+bench: wasm cli ## Benchmark against Envoy's native routing (a few minutes): BENCHMARKS.md, bench/results/
 	@command -v h2load >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nghttp2-client; }
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/noop-filter/Cargo.toml

@@ -71,7 +71,7 @@ def checkout(upstream_port: int, plugin: dict | None, wasm: Path | None = None) 
     """envoy/checkout-sidecar.yaml on free ports, every cluster pointing at the upstream."""
     cfg = harness.load_config("checkout-sidecar.yaml")
     cfg = harness.remap_ports(cfg, {p: harness.free_port() for p in harness.shipped_ports(cfg)})
-    template = cfg["static_resources"]["clusters"][0]
+    template = harness.plain(cfg["static_resources"]["clusters"][0])
     cfg["static_resources"]["clusters"] = [
         harness.cluster_like(template, name, upstream_port) for name in CLUSTERS]
     if plugin is not None:
@@ -114,12 +114,21 @@ def native_identity(upstream_port: int, n_apps: int) -> tuple[dict, int]:
 
 
 def two_sidecars(upstream_port: int) -> tuple[dict, dict, int]:
-    """Both shipped sidecars, as shipped, on free ports; order-processor's app is the upstream."""
-    a = harness.load_config("checkout-sidecar.yaml")
-    b = harness.load_config("order-processor-sidecar.yaml")
+    """Both shipped sidecars, as shipped (mutual TLS, the callee's access-control policy), on free
+    ports with fresh certificates; order-processor's app is the upstream. The policy lets checkout
+    use every verb on /orders, so GET and POST cells both pass it."""
+    import tempfile
+    certs = harness.make_certs(Path(tempfile.mkdtemp(prefix="bench-certs-")), "checkout", "order-processor")
+    a = harness.use_certs(harness.load_config("checkout-sidecar.yaml"), certs)
+    b = harness.use_certs(harness.load_config("order-processor-sidecar.yaml"), certs)
     ports = {p: harness.free_port() for p in harness.shipped_ports(a) | harness.shipped_ports(b)}
     ports[6001] = upstream_port
     a, b = harness.remap_ports(a, ports), harness.remap_ports(b, ports)
+    plugin = harness.plugin_config(b, "inbound")
+    for policy in plugin["access_control"]["policies"]:
+        for op in policy["operations"]:
+            op["httpVerb"] = ["*"]
+    b = harness.set_plugin_config(b, "inbound", plugin)
     return a, b, ports[3500]
 
 
