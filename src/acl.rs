@@ -108,11 +108,11 @@ struct Policy {
     operations: Vec<Operation>,
 }
 
-/// A validated policy set, looked up by (namespace, app id) in O(1).
+/// A validated policy set, looked up by namespace, then app id, in O(1) without allocating.
 #[derive(Debug, Clone)]
 pub struct AccessControl {
     default_action: Action,
-    policies: HashMap<(String, String), Policy>,
+    policies: HashMap<String, HashMap<String, Policy>>,
 }
 
 impl fmt::Display for Action {
@@ -159,7 +159,7 @@ impl TryFrom<RawAccessControl> for AccessControl {
             None => Action::Deny,
         };
         trust_domain(raw.trust_domain.as_deref(), &format!("{base}.trustDomain"))?;
-        let mut policies = HashMap::with_capacity(raw.policies.len());
+        let mut policies: HashMap<String, HashMap<String, Policy>> = HashMap::new();
         for (i, p) in raw.policies.into_iter().enumerate() {
             let at = format!("{base}.policies[{i}]");
             validate_name(&p.app_id).map_err(|e| format!("`{at}.appId` {:?} {e}", p.app_id))?;
@@ -208,15 +208,15 @@ impl TryFrom<RawAccessControl> for AccessControl {
                     action: action(&op.action, &format!("{at}.action"))?,
                 });
             }
-            let key = (namespace, p.app_id);
-            if policies.contains_key(&key) {
+            let in_namespace = policies.entry(namespace.clone()).or_default();
+            if in_namespace.contains_key(&p.app_id) {
                 return Err(format!(
-                    "`{at}` is a second policy for app {:?} in namespace {:?}",
-                    key.1, key.0
+                    "`{at}` is a second policy for app {:?} in namespace {namespace:?}",
+                    p.app_id
                 ));
             }
-            policies.insert(
-                key,
+            in_namespace.insert(
+                p.app_id,
                 Policy {
                     trust_domain: td,
                     default_action: policy_default,
@@ -333,8 +333,11 @@ impl AccessControl {
     /// Decides one call from `caller` with `method` on `path` (the raw `:path`).
     pub fn check(&self, caller: &Caller<'_>, method: &str, path: &str) -> Verdict {
         let global = self.default_action;
-        let key = (caller.namespace.to_string(), caller.app_id.to_string());
-        let Some(policy) = self.policies.get(&key) else {
+        let policy = self
+            .policies
+            .get(caller.namespace)
+            .and_then(|ids| ids.get(caller.app_id));
+        let Some(policy) = policy else {
             return verdict(global, || {
                 format!(
                     "no policy for app {:?} in namespace {:?}: global defaultAction {global}",
