@@ -63,7 +63,7 @@ struct RawConfig {
     apps: Option<Vec<(String, RawApp)>>,
     #[serde(default)]
     cluster_header: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::acl::deserialize_optional")]
     access_control: Option<RawAccessControl>,
 }
 
@@ -150,8 +150,6 @@ pub enum ConfigError {
     Json(String),
     /// A value is present but invalid.
     Field { field: String, reason: String },
-    /// The access-control policy is invalid (the message names the field).
-    Policy(String),
 }
 
 impl ConfigError {
@@ -170,7 +168,6 @@ impl fmt::Display for ConfigError {
             ConfigError::Field { field, reason } => {
                 write!(f, "invalid plugin configuration: field `{field}` {reason}")
             }
-            ConfigError::Policy(e) => write!(f, "invalid plugin configuration: {e}"),
         }
     }
 }
@@ -294,9 +291,9 @@ impl TryFrom<RawConfig> for Config {
                     "applies to mode \"inbound\": the callee's sidecar enforces its policy",
                 ))
             }
-            (Mode::Inbound, Some(raw)) => {
-                Some(AccessControl::try_from(raw).map_err(ConfigError::Policy)?)
-            }
+            (Mode::Inbound, Some(raw)) => Some(AccessControl::try_from(raw).map_err(|e| {
+                ConfigError::field(format!("access_control.{}", e.field), e.reason)
+            })?),
         };
 
         // First pass, borrowing: validate every entry and find clashes without copying a string.
@@ -669,7 +666,8 @@ mod tests {
     fn access_control_is_for_inbound_and_validated() {
         let c = Config::from_json(
             br#"{"app_id": "op", "mode": "inbound", "access_control": {"defaultAction": "deny",
-                 "policies": [{"appId": "checkout", "operations": [{"name": "/orders", "httpVerb": ["POST"], "action": "allow"}]}]}}"#,
+                 "policies": [{"appId": "checkout", "namespace": "default", "trustDomain": "public",
+                   "operations": [{"name": "/orders", "httpVerb": ["POST"], "action": "allow"}]}]}}"#,
         )
         .unwrap();
         assert!(c.access_control.is_some());
@@ -680,7 +678,7 @@ mod tests {
             ),
             (
                 r#"{"app_id": "a", "mode": "inbound", "access_control": {"defaultAction": "perhaps"}}"#,
-                "invalid plugin configuration: `access_control.defaultAction` is \"perhaps\"",
+                "invalid plugin configuration: field `access_control.defaultAction` is \"perhaps\"",
             ),
             (
                 r#"{"app_id": "a", "mode": "inbound", "access_control": {"policies": [{"appid": "x"}]}}"#,

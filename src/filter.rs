@@ -14,7 +14,6 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
-use crate::acl::Verdict;
 use crate::config::{Config, Mode};
 use crate::error::DaprError;
 use crate::inbound;
@@ -215,10 +214,7 @@ impl Http {
         let authorize =
             |caller: &inbound::Caller, method: &str, path: &str| match &config.access_control {
                 None => Ok(()),
-                Some(acl) => match acl.check(caller, method, path) {
-                    Verdict::Allow => Ok(()),
-                    Verdict::Deny { reason } => Err(reason),
-                },
+                Some(acl) => inbound::authorize(acl, caller, method, path),
             };
         match inbound::decide(&config.app_id, &request, authorize) {
             inbound::Decision::Deliver(caller) => {

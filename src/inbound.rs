@@ -2,44 +2,9 @@
 //! certificate, never from a header), whether the access-control policy lets them, and what the
 //! app is told about the caller.
 
+use crate::acl::{normalize_operation, AccessControl, Verdict};
+pub use crate::acl::{parse_spiffe_id, Caller};
 use crate::error::DaprError;
-use crate::ids::validate_name;
-
-/// A caller, as its SPIFFE id names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller<'a> {
-    pub trust_domain: &'a str,
-    pub namespace: &'a str,
-    pub app_id: &'a str,
-}
-
-/// Reads `spiffe://<trust-domain>/ns/<namespace>/<app-id>`, and nothing looser.
-///
-/// ```
-/// use dapr_invoke::inbound::parse_spiffe_id;
-/// let c = parse_spiffe_id("spiffe://public/ns/default/checkout").unwrap();
-/// assert_eq!((c.trust_domain, c.namespace, c.app_id), ("public", "default", "checkout"));
-/// assert!(parse_spiffe_id("spiffe://public/ns/default/checkout/extra").is_none());
-/// ```
-pub fn parse_spiffe_id(uri: &str) -> Option<Caller<'_>> {
-    let rest = uri.strip_prefix("spiffe://")?;
-    let mut parts = rest.split('/');
-    let (trust_domain, ns, namespace, app_id) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || ns != "ns" {
-        return None;
-    }
-    let td_ok = !trust_domain.is_empty()
-        && trust_domain.len() <= 255
-        && trust_domain
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
-    (td_ok && validate_name(namespace).is_ok() && validate_name(app_id).is_ok()).then_some(Caller {
-        trust_domain,
-        namespace,
-        app_id,
-    })
-}
 
 /// What the inbound decision reads from a request.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +20,48 @@ pub struct Request<'a> {
 pub enum Decision<'a> {
     Deliver(Caller<'a>),
     Reject(DaprError),
+}
+
+/// The access-control check for a request the sidecar forwards: the policy's verdict on the
+/// operation, and the app must receive the operation that was checked. A path whose normal form
+/// differs from what would be forwarded (dot segments, `//`, escapes that decode to something
+/// else) is refused rather than checked in one form and delivered in another; a trailing `/`
+/// is the one difference allowed, as the policy treats `/orders/` as `/orders`.
+///
+/// ```
+/// use dapr_invoke::acl::AccessControl;
+/// use dapr_invoke::inbound::{authorize, parse_spiffe_id};
+/// let acl = AccessControl::from_json(br#"{"defaultAction": "allow"}"#).unwrap();
+/// let caller = parse_spiffe_id("spiffe://public/ns/default/checkout").unwrap();
+/// assert!(authorize(&acl, &caller, "POST", "/orders/?x=1").is_ok());
+/// assert!(authorize(&acl, &caller, "POST", "/orders/./x").is_err());
+/// ```
+pub fn authorize(
+    acl: &AccessControl,
+    caller: &Caller<'_>,
+    method: &str,
+    path: &str,
+) -> Result<(), String> {
+    let forwarded = path.split('?').next().unwrap_or_default();
+    let segments = forwarded.strip_prefix('/').unwrap_or(forwarded);
+    let last = segments.split('/').count().saturating_sub(1);
+    for (i, segment) in segments.split('/').enumerate() {
+        // A `.` or `..` segment (however encoded) or an empty one (`//`) means the policy would
+        // check a different path than the app resolves; a trailing `/` is the exception.
+        let dotted = matches!(
+            normalize_operation(&format!("/{segment}")).as_deref(),
+            Ok("/") | Err(_)
+        );
+        if (segment.is_empty() && i != last) || (!segment.is_empty() && dotted) {
+            return Err(format!(
+                "the path {forwarded:?} is not in normal form; refused so that the app receives what was checked"
+            ));
+        }
+    }
+    match acl.check(caller, method, path) {
+        Verdict::Allow => Ok(()),
+        Verdict::Deny { reason } => Err(reason),
+    }
 }
 
 /// Decides one inbound request for the app `callee`. `authorize` is the access-control check:
@@ -98,40 +105,6 @@ mod tests {
 
     fn allow(_: &Caller, _: &str, _: &str) -> Result<(), String> {
         Ok(())
-    }
-
-    #[test]
-    fn spiffe_ids() {
-        let ok = [
-            (
-                "spiffe://public/ns/default/checkout",
-                ("public", "default", "checkout"),
-            ),
-            (
-                "spiffe://example.org/ns/prod/pay_1",
-                ("example.org", "prod", "pay_1"),
-            ),
-        ];
-        for (uri, (td, ns, id)) in ok {
-            let c = parse_spiffe_id(uri).unwrap();
-            assert_eq!((c.trust_domain, c.namespace, c.app_id), (td, ns, id));
-        }
-        for bad in [
-            "",
-            "spiffe://",
-            "spiffe://public/ns/default",
-            "spiffe://public/ns/default/",
-            "spiffe://public/xx/default/checkout",
-            "spiffe://public/ns/default/checkout/x",
-            "spiffe:///ns/default/checkout",
-            "spiffe://Public/ns/default/checkout",
-            "spiffe://public/ns/default/check out",
-            "https://public/ns/default/checkout",
-            "SPIFFE://public/ns/default/checkout",
-            "spiffe://public/ns/../checkout",
-        ] {
-            assert_eq!(parse_spiffe_id(bad), None, "{bad:?}");
-        }
     }
 
     #[test]
@@ -182,6 +155,33 @@ mod tests {
             e.message,
             "failed to invoke, id: op, err: access control policy has denied access to id: spiffe://public/ns/default/checkout operation: /orders/7 verb: DELETE"
         );
+    }
+
+    #[test]
+    fn only_a_path_in_normal_form_is_checked_and_forwarded() {
+        let acl = AccessControl::from_json(br#"{"defaultAction": "allow"}"#).unwrap();
+        let c = parse_spiffe_id("spiffe://public/ns/default/checkout").unwrap();
+        for ok in [
+            "/",
+            "/orders",
+            "/orders/",
+            "/Orders/7?x=/../y",
+            "/a%20b",
+            "/%6Frders",
+        ] {
+            assert_eq!(authorize(&acl, &c, "GET", ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "/orders/.",
+            "/a/../orders",
+            "//orders",
+            "/%2e%2e/orders",
+            "/a/%2E/b",
+            "/orders%2F7",
+            "/orders//",
+        ] {
+            assert!(authorize(&acl, &c, "GET", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

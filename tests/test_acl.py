@@ -97,11 +97,11 @@ def denied(resp, operation: str | None = None):
 
 
 def test_the_allowed_caller_and_verb_pass(orders_only):
-    status, body = orders_only.call("checkout", "POST", "/orders")
-    assert status == 200, body
-    status, body = orders_only.call("checkout", "POST", "/orders?id=7")
-    assert status == 200, body
-    assert [r.path for r in orders_only.app.requests] == ["/orders", "/orders?id=7"]
+    # As in Dapr, an operation name also covers the paths below it (its trie matches prefixes).
+    for path in ("/orders", "/orders?id=7", "/orders/7", "/ORDERS"):
+        status, body = orders_only.call("checkout", "POST", path)
+        assert status == 200, (path, body)
+    assert [r.path for r in orders_only.app.requests] == ["/orders", "/orders?id=7", "/orders/7", "/ORDERS"]
     assert orders_only.app.requests[0].headers["dapr-caller-app-id"] == "checkout"
 
 
@@ -109,7 +109,7 @@ def test_the_allowed_caller_and_verb_pass(orders_only):
     ("checkout", "GET", "/orders"),          # wrong verb
     ("checkout", "DELETE", "/orders"),
     ("checkout", "POST", "/admin"),          # wrong path
-    ("checkout", "POST", "/orders/7"),       # an operation name is not a prefix
+    ("checkout", "POST", "/ordersx"),        # not /orders, nor below it
     ("intruder", "POST", "/orders"),         # no policy for this app: global default
     ("evil-td", "POST", "/orders"),          # right app id, other trust domain
     ("prod-ns", "POST", "/orders"),          # right app id, other namespace
@@ -130,10 +130,11 @@ ATTACKS = [
 @pytest.mark.parametrize("path", ATTACKS)
 def test_path_tricks_never_reach_anything_but_orders(orders_only, path):
     status, body = orders_only.call("checkout", "POST", path)
-    # Whatever the answer, the app saw nothing but POST /orders (the policy does not tell
-    # letter case or a trailing slash apart: docs/access-control.md).
-    seen = [r.path.split("?")[0] for r in orders_only.app.requests]
-    assert all(p.rstrip("/").lower() == "/orders" for p in seen), seen
+    # Whatever the answer, the app saw nothing outside the allowed operation: /orders and the
+    # paths below it (the policy ignores letter case and a trailing slash: docs/access-control.md).
+    seen = [r.path.split("?")[0].lower() for r in orders_only.app.requests]
+    assert all(p.rstrip("/") == "/orders" or p.startswith("/orders/") for p in seen), seen
+    assert not any(".." in p or "//" in p or "%" in p for p in seen), seen
     if status == 200:
         assert seen, "a 200 must come from the app"
     else:
@@ -157,7 +158,7 @@ def test_policy_default_allow_with_a_denied_operation(start_envoy, start_upstrea
     acl = {
         "defaultAction": "deny",
         "policies": [{
-            "appId": "checkout", "defaultAction": "allow", "namespace": "default",
+            "appId": "checkout", "defaultAction": "allow", "namespace": "default", "trustDomain": "public",
             "operations": [{"name": "/admin/**", "httpVerb": ["*"], "action": "deny"}],
         }],
     }
