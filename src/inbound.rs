@@ -2,8 +2,8 @@
 //! certificate, never from a header), whether the access-control policy lets them, and what the
 //! app is told about the caller.
 
-use crate::acl::{normalize_operation, AccessControl, Verdict};
 pub use crate::acl::{parse_spiffe_id, Caller};
+use crate::acl::{AccessControl, Verdict};
 use crate::error::DaprError;
 
 /// What the inbound decision reads from a request.
@@ -47,12 +47,9 @@ pub fn authorize(
     let last = segments.split('/').count().saturating_sub(1);
     for (i, segment) in segments.split('/').enumerate() {
         // A `.` or `..` segment (however encoded) or an empty one (`//`) means the policy would
-        // check a different path than the app resolves; a trailing `/` is the exception.
-        let dotted = matches!(
-            normalize_operation(&format!("/{segment}")).as_deref(),
-            Ok("/") | Err(_)
-        );
-        if (segment.is_empty() && i != last) || (!segment.is_empty() && dotted) {
+        // check a different path than the app resolves; a trailing `/` is the exception. Other
+        // encodings the policy cannot match are refused by `check` itself.
+        if (segment.is_empty() && i != last) || is_dot_segment(segment) {
             return Err(format!(
                 "the path {forwarded:?} is not in normal form; refused so that the app receives what was checked"
             ));
@@ -62,6 +59,25 @@ pub fn authorize(
         Verdict::Allow => Ok(()),
         Verdict::Deny { reason } => Err(reason),
     }
+}
+
+/// `.` or `..`, literally or percent-encoded (`%2e`, `%2E`), without allocating.
+fn is_dot_segment(mut segment: &str) -> bool {
+    let mut dots = 0;
+    while !segment.is_empty() {
+        segment = if let Some(rest) = segment.strip_prefix('.') {
+            rest
+        } else if segment
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case("%2e"))
+        {
+            segment.get(3..).unwrap_or_default()
+        } else {
+            return false;
+        };
+        dots += 1;
+    }
+    (1..=2).contains(&dots)
 }
 
 /// Decides one inbound request for the app `callee`. `authorize` is the access-control check:
@@ -181,6 +197,16 @@ mod tests {
             "/orders//",
         ] {
             assert!(authorize(&acl, &c, "GET", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dot_segments() {
+        for dot in [".", "..", "%2e", "%2E.", "%2e%2E"] {
+            assert!(is_dot_segment(dot), "{dot}");
+        }
+        for not in ["", "...", "a", ".a", "%2e%2e%2e", "%2", "%2f", ".%2"] {
+            assert!(!is_dot_segment(not), "{not}");
         }
     }
 
