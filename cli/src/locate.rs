@@ -25,17 +25,23 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The path given by a flag, else by an environment variable, when either is set: it must exist.
+fn explicit(flag: Option<&Path>, flag_name: &str, var: &str) -> Option<Result<PathBuf, String>> {
+    if let Some(p) = flag {
+        return Some(
+            first_file([p.to_path_buf()])
+                .ok_or_else(|| format!("{flag_name} {}: no such file", p.display())),
+        );
+    }
+    let p = PathBuf::from(env::var_os(var).filter(|v| !v.is_empty())?);
+    Some(first_file([p.clone()]).ok_or_else(|| format!("{var}={}: no such file", p.display())))
+}
+
 /// Envoy from `--envoy`, then `ENVOY_BIN`, then `PATH`, then this repository's `.venv` (where
 /// `make setup` installs it).
 pub fn envoy(flag: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(p) = flag {
-        return first_file([p.to_path_buf()])
-            .ok_or_else(|| format!("--envoy {}: no such file", p.display()));
-    }
-    if let Some(p) = env::var_os("ENVOY_BIN").filter(|v| !v.is_empty()) {
-        let p = PathBuf::from(p);
-        return first_file([p.clone()])
-            .ok_or_else(|| format!("ENVOY_BIN={}: no such file", p.display()));
+    if let Some(given) = explicit(flag, "--envoy", "ENVOY_BIN") {
+        return given;
     }
     on_path("envoy")
         .or_else(|| first_file(repo_of_exe().map(|r| r.join(".venv/bin/envoy"))))
@@ -49,14 +55,8 @@ pub fn envoy(flag: Option<&Path>) -> Result<PathBuf, String> {
 /// The filter from `--wasm`, then `DAPR_INVOKE_WASM`, then beside this binary, then the build
 /// output of the repository it was built in (`make wasm`).
 pub fn wasm(flag: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(p) = flag {
-        return first_file([p.to_path_buf()])
-            .ok_or_else(|| format!("--wasm {}: no such file", p.display()));
-    }
-    if let Some(p) = env::var_os("DAPR_INVOKE_WASM").filter(|v| !v.is_empty()) {
-        let p = PathBuf::from(p);
-        return first_file([p.clone()])
-            .ok_or_else(|| format!("DAPR_INVOKE_WASM={}: no such file", p.display()));
+    if let Some(given) = explicit(flag, "--wasm", "DAPR_INVOKE_WASM") {
+        return given;
     }
     let beside = env::current_exe()
         .ok()
