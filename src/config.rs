@@ -1,30 +1,23 @@
-//! The plugin configuration: JSON from Envoy in, a validated [`Config`] out.
+//! The validated plugin configuration: a [`PluginConfig`] in, lookup tables for the request path
+//! out.
 //!
-//! Parsing is strict and fails closed. Unknown fields, duplicate keys, missing or empty values
+//! Validation is strict and fails closed. Unknown fields, duplicate keys, missing or empty values
 //! and invalid ids are all refused, with an error that names the field and the reason, so a typo
 //! never turns into a filter that quietly routes differently from what its author meant.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
-
-use crate::acl::{AccessControl, RawAccessControl};
+use crate::acl::AccessControl;
 use crate::ids::{validate_name, Target};
+use crate::names::{APP_ID_HEADER, IDENTITY_HEADERS};
+pub use crate::names::{DEFAULT_CLUSTER_HEADER, DEFAULT_NAMESPACE};
+use crate::schema::{Apps, Inbound, Outbound, PluginConfig, RawPluginConfig, TargetApp};
 
-/// The namespace a sidecar is in when its configuration does not say.
-pub const DEFAULT_NAMESPACE: &str = "default";
-/// The request header the filter writes the chosen cluster into, unless configured otherwise.
-pub const DEFAULT_CLUSTER_HEADER: &str = "x-dapr-cluster";
-
-/// Header names the filter reads or writes itself, or that carry HTTP framing: none of them may
-/// double as the cluster header.
+/// Header names that carry HTTP framing or that the filter reads itself: none of them may double
+/// as the cluster header (the identity headers are refused too).
 const RESERVED_HEADERS: &[&str] = &[
-    "dapr-app-id",
-    "dapr-caller-app-id",
-    "dapr-caller-namespace",
-    "dapr-callee-app-id",
+    APP_ID_HEADER,
     "host",
     "content-length",
     "content-type",
@@ -40,70 +33,13 @@ const MAX_HEADER_NAME: usize = 128;
 const MAX_CLUSTER_NAME: usize = 255;
 
 /// Which side of the mesh a filter instance serves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// On the listener the app calls: resolve the target app and route to it.
-    #[default]
     Outbound,
     /// On the listener other sidecars call (mutual TLS): identify the caller from its
     /// certificate, apply the access-control policy, deliver to the app.
     Inbound,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    app_id: String,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    mode: Mode,
-    #[serde(default, deserialize_with = "some_entries")]
-    apps: Option<Vec<(String, RawApp)>>,
-    #[serde(default)]
-    cluster_header: Option<String>,
-    #[serde(default, deserialize_with = "crate::acl::deserialize_optional")]
-    access_control: Option<RawAccessControl>,
-}
-
-fn some_entries<'de, D>(deserializer: D) -> Result<Option<Vec<(String, RawApp)>>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    entries_in_order(deserializer).map(Some)
-}
-
-struct RawApp(RawAppFields);
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAppFields {
-    cluster: String,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-    #[serde(default)]
-    max_retries: Option<u32>,
-    #[serde(default)]
-    retry_on: Option<String>,
-}
-
-/// Only an object: a derived struct alone would also accept a JSON array of its fields in order,
-/// and `{"b": ["c"]}` must be refused, not read as a cluster.
-impl<'de> Deserialize<'de> for RawApp {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> Visitor<'de> for Fields {
-            type Value = RawApp;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(r#"an object like {"cluster": "<envoy cluster>"}"#)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawApp, A::Error> {
-                RawAppFields::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawApp)
-            }
-        }
-        deserializer.deserialize_map(Fields)
-    }
 }
 
 /// Envoy's `retry_on` conditions that need nothing but the condition itself.
@@ -120,29 +56,6 @@ const RETRY_ON: &[&str] = &[
 ];
 const MAX_RETRIES: u32 = 100;
 
-/// Reads a JSON object as its entries in order, keeping duplicates so validation can refuse
-/// them (a map type would silently keep only the last one).
-fn entries_in_order<'de, D>(deserializer: D) -> Result<Vec<(String, RawApp)>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    struct Entries;
-    impl<'de> Visitor<'de> for Entries {
-        type Value = Vec<(String, RawApp)>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an object mapping app ids to {\"cluster\": ...}")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-            while let Some(entry) = map.next_entry::<String, RawApp>()? {
-                entries.push(entry);
-            }
-            Ok(entries)
-        }
-    }
-    deserializer.deserialize_map(Entries)
-}
-
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
@@ -153,7 +66,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn field(field: impl Into<String>, reason: impl fmt::Display) -> Self {
+    pub(crate) fn field(field: impl Into<String>, reason: impl fmt::Display) -> Self {
         ConfigError::Field {
             field: field.into(),
             reason: reason.to_string(),
@@ -217,9 +130,9 @@ impl Config {
                 "expected a JSON object at the top level".to_string(),
             ));
         }
-        let raw: RawConfig =
+        let raw: RawPluginConfig =
             serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(e.to_string()))?;
-        Config::try_from(raw)
+        Config::try_from(PluginConfig::try_from(raw)?)
     }
 
     /// The app a target names, if this sidecar knows it. A bare id is looked up in the sidecar's
@@ -234,135 +147,161 @@ impl Config {
     pub fn app_count(&self) -> usize {
         self.apps.values().map(HashMap::len).sum()
     }
+
+    /// Validates without building anything (see [`PluginConfig::check`]).
+    pub(crate) fn check(config: &PluginConfig) -> Result<(), ConfigError> {
+        match config {
+            PluginConfig::Outbound(o) => {
+                let namespace = own_namespace(&o.app_id, o.namespace.as_deref())?;
+                cluster_header(o.cluster_header.as_deref())?;
+                check_apps(&o.apps, namespace).map(drop)
+            }
+            PluginConfig::Inbound(i) => {
+                own_namespace(&i.app_id, i.namespace.as_deref())?;
+                access_control(i.access_control.clone()).map(drop)
+            }
+        }
+    }
 }
 
-impl TryFrom<RawConfig> for Config {
+/// Checks the own id and returns the own namespace.
+fn own_namespace<'a>(app_id: &str, namespace: Option<&'a str>) -> Result<&'a str, ConfigError> {
+    validate_name(app_id).map_err(|e| ConfigError::field("app_id", e))?;
+    match namespace {
+        Some(ns) => {
+            validate_name(ns).map_err(|e| ConfigError::field("namespace", e))?;
+            Ok(ns)
+        }
+        None => Ok(DEFAULT_NAMESPACE),
+    }
+}
+
+fn cluster_header(header: Option<&str>) -> Result<String, ConfigError> {
+    match header {
+        Some(h) => {
+            validate_header_name(h).map_err(|e| ConfigError::field("cluster_header", e))?;
+            Ok(h.to_string())
+        }
+        None => Ok(DEFAULT_CLUSTER_HEADER.to_string()),
+    }
+}
+
+fn access_control(
+    raw: Option<crate::acl::RawAccessControl>,
+) -> Result<Option<AccessControl>, ConfigError> {
+    raw.map(|raw| {
+        AccessControl::try_from(raw)
+            .map_err(|e| ConfigError::field(format!("access_control.{}", e.field), e.reason))
+    })
+    .transpose()
+}
+
+/// Validates every target app and finds clashes, borrowing: nothing is copied. Returns how many
+/// apps each namespace has, so the lookup maps can be built at their final size. The VM's memory
+/// never shrinks, so what a large config costs at its peak here it costs for the VM's life.
+fn check_apps<'a>(
+    apps: &'a Apps,
+    own_namespace: &'a str,
+) -> Result<HashMap<&'a str, usize>, ConfigError> {
+    if apps.0.is_empty() {
+        return Err(ConfigError::field(
+            "apps",
+            "is empty; map at least one app id to the Envoy cluster that serves it",
+        ));
+    }
+    // Which configured key claimed each (namespace, app id), to name both in a clash.
+    let mut claimed: HashMap<(&str, &str), &str> = HashMap::with_capacity(apps.0.len());
+    let mut per_namespace: HashMap<&str, usize> = HashMap::new();
+    for (key, app) in &apps.0 {
+        let field = || format!("apps.{key:?}");
+        let target = Target::parse(key)
+            .map_err(|e| ConfigError::field(field(), format!("is not a valid app id: {e}")))?;
+        validate_cluster_name(&app.cluster)
+            .map_err(|e| ConfigError::field(format!("{}.cluster", field()), e))?;
+        policy_headers(app, &field())?;
+        let (ns, id) = (target.namespace_or(own_namespace), target.app_id);
+        if let Some(first) = claimed.insert((ns, id), key) {
+            let reason = if first == key {
+                "appears twice".to_string()
+            } else {
+                format!("names app {id:?} in namespace {ns:?}, and so does {first:?}")
+            };
+            return Err(ConfigError::field(field(), reason));
+        }
+        *per_namespace.entry(ns).or_default() += 1;
+    }
+    Ok(per_namespace)
+}
+
+impl TryFrom<PluginConfig> for Config {
     type Error = ConfigError;
 
-    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
-        validate_name(&raw.app_id).map_err(|e| ConfigError::field("app_id", e))?;
-        let namespace = match raw.namespace {
-            Some(ns) => {
-                validate_name(&ns).map_err(|e| ConfigError::field("namespace", e))?;
-                ns
+    fn try_from(config: PluginConfig) -> Result<Self, Self::Error> {
+        match config {
+            PluginConfig::Inbound(Inbound {
+                app_id,
+                namespace,
+                access_control: raw_acl,
+            }) => {
+                let namespace = own_namespace(&app_id, namespace.as_deref())?.to_string();
+                Ok(Config {
+                    mode: Mode::Inbound,
+                    access_control: access_control(raw_acl)?,
+                    app_id,
+                    namespace,
+                    cluster_header: DEFAULT_CLUSTER_HEADER.to_string(),
+                    apps: HashMap::new(),
+                })
             }
-            None => DEFAULT_NAMESPACE.to_string(),
-        };
-        if raw.mode == Mode::Inbound && raw.cluster_header.is_some() {
-            return Err(ConfigError::field(
-                "cluster_header",
-                "applies to mode \"outbound\"",
-            ));
+            PluginConfig::Outbound(Outbound {
+                app_id,
+                namespace,
+                apps: raw_apps,
+                cluster_header: header,
+            }) => {
+                let namespace = own_namespace(&app_id, namespace.as_deref())?.to_string();
+                let cluster_header = cluster_header(header.as_deref())?;
+                let per_namespace = check_apps(&raw_apps, &namespace)?;
+                // Build the lookup maps at their final size, moving the strings in.
+                let mut apps: HashMap<String, HashMap<String, App>> = per_namespace
+                    .into_iter()
+                    .map(|(ns, n)| (ns.to_string(), HashMap::with_capacity(n)))
+                    .collect();
+                for (key, app) in raw_apps.0 {
+                    let field = format!("apps.{key:?}");
+                    let policy_headers = policy_headers(&app, &field)?;
+                    let target = Target::parse(&key).map_err(|e| {
+                        ConfigError::field(&field, format!("is not a valid app id: {e}"))
+                    })?;
+                    let ns = target.namespace_or(&namespace);
+                    let Some(ids) = apps.get_mut(ns) else {
+                        continue; // every namespace was counted by check_apps
+                    };
+                    ids.insert(
+                        target.app_id.to_string(),
+                        App {
+                            app_id: target.app_id.to_string(),
+                            namespace: ns.to_string(),
+                            cluster: app.cluster,
+                            policy_headers,
+                        },
+                    );
+                }
+                Ok(Config {
+                    mode: Mode::Outbound,
+                    access_control: None,
+                    app_id,
+                    namespace,
+                    cluster_header,
+                    apps,
+                })
+            }
         }
-        let cluster_header = match raw.cluster_header {
-            Some(h) => {
-                validate_header_name(&h).map_err(|e| ConfigError::field("cluster_header", e))?;
-                h
-            }
-            None => DEFAULT_CLUSTER_HEADER.to_string(),
-        };
-        let raw_apps = match (raw.mode, raw.apps) {
-            (Mode::Outbound, None) => {
-                return Err(ConfigError::field(
-                    "apps",
-                    "is missing; map at least one app id to the Envoy cluster that serves it",
-                ))
-            }
-            (Mode::Outbound, Some(apps)) if apps.is_empty() => {
-                return Err(ConfigError::field(
-                    "apps",
-                    "is empty; map at least one app id to the Envoy cluster that serves it",
-                ))
-            }
-            (Mode::Outbound, Some(apps)) => apps,
-            (Mode::Inbound, Some(_)) => {
-                return Err(ConfigError::field(
-                    "apps",
-                    "applies to mode \"outbound\"; an inbound sidecar delivers to its own app",
-                ))
-            }
-            (Mode::Inbound, None) => Vec::new(),
-        };
-        let access_control = match (raw.mode, raw.access_control) {
-            (_, None) => None,
-            (Mode::Outbound, Some(_)) => {
-                return Err(ConfigError::field(
-                    "access_control",
-                    "applies to mode \"inbound\": the callee's sidecar enforces its policy",
-                ))
-            }
-            (Mode::Inbound, Some(raw)) => Some(AccessControl::try_from(raw).map_err(|e| {
-                ConfigError::field(format!("access_control.{}", e.field), e.reason)
-            })?),
-        };
-
-        // First pass, borrowing: validate every entry and find clashes without copying a string.
-        // The VM's memory never shrinks, so what a large config costs at its peak here it costs
-        // for the VM's life.
-        // Which configured key claimed each (namespace, app id), to name both in a clash.
-        let mut claimed: HashMap<(&str, &str), &str> = HashMap::with_capacity(raw_apps.len());
-        let mut per_namespace: HashMap<&str, usize> = HashMap::new();
-        for (key, app) in &raw_apps {
-            let field = || format!("apps.{key:?}");
-            let target = Target::parse(key)
-                .map_err(|e| ConfigError::field(field(), format!("is not a valid app id: {e}")))?;
-            validate_cluster_name(&app.0.cluster)
-                .map_err(|e| ConfigError::field(format!("{}.cluster", field()), e))?;
-            policy_headers(&app.0, &field())?;
-            let (ns, id) = (target.namespace_or(&namespace), target.app_id);
-            if let Some(first) = claimed.insert((ns, id), key) {
-                let reason = if first == key {
-                    "appears twice".to_string()
-                } else {
-                    format!("names app {id:?} in namespace {ns:?}, and so does {first:?}")
-                };
-                return Err(ConfigError::field(field(), reason));
-            }
-            *per_namespace.entry(ns).or_default() += 1;
-        }
-        // Second pass: build the lookup maps at their final size, moving the strings in.
-        let mut apps: HashMap<String, HashMap<String, App>> = per_namespace
-            .into_iter()
-            .map(|(ns, n)| (ns.to_string(), HashMap::with_capacity(n)))
-            .collect();
-        drop(claimed);
-        for (key, app) in raw_apps {
-            let app = app.0;
-            let policy_headers = policy_headers(&app, &format!("apps.{key:?}"))?;
-            let target = Target::parse(&key).map_err(|e| {
-                ConfigError::field(
-                    format!("apps.{key:?}"),
-                    format!("is not a valid app id: {e}"),
-                )
-            })?;
-            let ns = target.namespace_or(&namespace);
-            let Some(ids) = apps.get_mut(ns) else {
-                continue; // every namespace was counted in the first pass
-            };
-            ids.insert(
-                target.app_id.to_string(),
-                App {
-                    app_id: target.app_id.to_string(),
-                    namespace: ns.to_string(),
-                    cluster: app.cluster,
-                    policy_headers,
-                },
-            );
-        }
-
-        Ok(Config {
-            mode: raw.mode,
-            access_control,
-            app_id: raw.app_id,
-            namespace,
-            cluster_header,
-            apps,
-        })
     }
 }
 
 fn policy_headers(
-    app: &RawAppFields,
+    app: &TargetApp,
     field: &str,
 ) -> Result<Vec<(&'static str, String)>, ConfigError> {
     let mut out = Vec::new();
@@ -421,7 +360,7 @@ fn validate_header_name(name: &str) -> Result<(), String> {
             "{name:?} is not a lowercase header name (a-z, 0-9, '-', '_')"
         ));
     }
-    if RESERVED_HEADERS.contains(&name) {
+    if RESERVED_HEADERS.contains(&name) || IDENTITY_HEADERS.contains(&name) {
         return Err(format!(
             "{name:?} is a header the filter or HTTP itself uses; pick another name"
         ));

@@ -13,6 +13,27 @@ pub const ERR_DIRECT_INVOKE: &str = "ERR_DIRECT_INVOKE";
 pub const MSG_NO_APP_ID: &str =
     "failed getting app id either from the URL path or the header dapr-app-id";
 
+/// Dapr's message for a failed invocation: `failed to invoke, id: <id>, err: <reason>`. The
+/// runner writes it into Envoy's local replies too, with Envoy's own substitutions as the parts.
+///
+/// ```
+/// assert_eq!(
+///     dapr_invoke::error::invoke_failed("op", "timeout"),
+///     "failed to invoke, id: op, err: timeout"
+/// );
+/// ```
+pub fn invoke_failed(id: &str, reason: &str) -> String {
+    format!("failed to invoke, id: {id}, err: {reason}")
+}
+
+/// Dapr's message when the callee has no app channel (`appPort` unset).
+pub fn no_app_channel(callee: &str) -> String {
+    invoke_failed(
+        callee,
+        "app channel is not initialized (the app has no appPort)",
+    )
+}
+
 /// A request the filter answers itself instead of forwarding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaprError {
@@ -67,10 +88,7 @@ impl DaprError {
         DaprError {
             status: 400,
             code: ERR_DIRECT_INVOKE,
-            message: format!(
-                "failed to invoke, id: {}, err: invalid app id: {reason}",
-                shorten(raw)
-            ),
+            message: invoke_failed(&shorten(raw), &format!("invalid app id: {reason}")),
         }
     }
 
@@ -80,8 +98,11 @@ impl DaprError {
         DaprError {
             status: 500,
             code: ERR_DIRECT_INVOKE,
-            message: format!(
-                "failed to invoke, id: {raw}, err: no app {app_id:?} in namespace {namespace:?} is configured for this sidecar"
+            message: invoke_failed(
+                raw,
+                &format!(
+                    "no app {app_id:?} in namespace {namespace:?} is configured for this sidecar"
+                ),
             ),
         }
     }
@@ -92,7 +113,7 @@ impl DaprError {
         DaprError {
             status: 401,
             code: ERR_DIRECT_INVOKE,
-            message: format!("failed to invoke, id: {callee}, err: unauthenticated caller: {why}"),
+            message: invoke_failed(callee, &format!("unauthenticated caller: {why}")),
         }
     }
 
@@ -101,11 +122,14 @@ impl DaprError {
         DaprError {
             status: 403,
             code: ERR_DIRECT_INVOKE,
-            message: format!(
-                "failed to invoke, id: {callee}, err: access control policy has denied access to id: {} operation: {} verb: {}",
-                shorten(caller),
-                shorten(operation),
-                shorten(verb)
+            message: invoke_failed(
+                callee,
+                &format!(
+                    "access control policy has denied access to id: {} operation: {} verb: {}",
+                    shorten(caller),
+                    shorten(operation),
+                    shorten(verb)
+                ),
             ),
         }
     }

@@ -19,12 +19,11 @@ use crate::error::DaprError;
 use crate::inbound;
 use crate::route::{self, Decision, Request};
 
-/// The header a caller names its target app with.
-const APP_ID_HEADER: &str = "dapr-app-id";
-/// Headers a sidecar sets for the callee; whatever the app sent under these names is replaced.
-const CALLER_APP_ID: &str = "dapr-caller-app-id";
-const CALLER_NAMESPACE: &str = "dapr-caller-namespace";
-const CALLEE_APP_ID: &str = "dapr-callee-app-id";
+// Headers a sidecar sets for the callee; whatever the app sent under these names is replaced.
+use crate::names::{
+    APP_ID_HEADER, CALLEE_APP_ID_HEADER as CALLEE_APP_ID, CALLER_APP_ID_HEADER as CALLER_APP_ID,
+    CALLER_NAMESPACE_HEADER as CALLER_NAMESPACE,
+};
 /// A gauge of the VM's linear memory, in bytes (Envoy shows it as `wasmcustom.dapr_invoke.vm_memory_bytes`).
 const MEMORY_GAUGE: &str = "dapr_invoke.vm_memory_bytes";
 

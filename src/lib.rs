@@ -15,7 +15,9 @@ pub mod config;
 pub mod error;
 pub mod ids;
 pub mod inbound;
+pub mod names;
 pub mod route;
+pub mod schema;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
