@@ -13,13 +13,10 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
-/// Dapr's default trust domain.
-pub const DEFAULT_TRUST_DOMAIN: &str = "public";
+pub use dapr_invoke::names::{spiffe_id, DEFAULT_TRUST_DOMAIN};
 
-/// `spiffe://<trust-domain>/ns/<namespace>/<app-id>`.
-pub fn spiffe_id(trust_domain: &str, namespace: &str, app_id: &str) -> String {
-    format!("spiffe://{trust_domain}/ns/{namespace}/{app_id}")
-}
+use crate::envoy::layout::{self, Layout};
+use crate::runfile::Plan;
 
 /// A certificate authority that lives as long as the run.
 pub struct Ca {
@@ -149,6 +146,27 @@ pub fn write_mesh(
             Ok(files)
         })
         .collect()
+}
+
+/// Makes the mesh CA and one certificate per app of `plan` in the local layout's certificates
+/// directory (nothing without one), with each app's identity as the layout gives it.
+pub fn write_for(
+    plan: &Plan,
+    layout: &layout::Local,
+    keep_ca: bool,
+) -> Result<Vec<TlsFiles>, String> {
+    let Some(dir) = &layout.certs else {
+        return Ok(Vec::new());
+    };
+    let ids: Vec<(&str, &str, &str)> = plan
+        .apps
+        .iter()
+        .map(|a| {
+            let (td, ns) = layout.identity(a);
+            (td, ns, a.app_id.as_str())
+        })
+        .collect();
+    write_mesh(dir, &ids, keep_ca)
 }
 
 /// Writes a file created with `mode` (a key is never readable by others, not even briefly).

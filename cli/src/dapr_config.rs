@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
+use dapr_invoke::acl::{AccessControl, RawAccessControl};
 use serde_norway::Value;
 
-/// The `spec.accessControl` of a Dapr Configuration file, as JSON, if it has one; and a warning
-/// per `spec` section that has no effect here.
-pub fn access_control(path: &Path) -> Result<(Option<serde_json::Value>, Vec<String>), String> {
+/// The `spec.accessControl` of a Dapr Configuration file, if it has one, checked by the filter's
+/// own rules; and a warning per `spec` section that has no effect here.
+pub fn access_control(path: &Path) -> Result<(Option<RawAccessControl>, Vec<String>), String> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
     let doc: Value =
@@ -33,7 +34,12 @@ pub fn access_control(path: &Path) -> Result<(Option<serde_json::Value>, Vec<Str
             Some("accessControl") => {
                 let json = serde_json::to_value(value)
                     .map_err(|e| format!("{shown}: spec.accessControl: {e}"))?;
-                acl = Some(json);
+                let raw: RawAccessControl = serde_json::from_value(json)
+                    .map_err(|e| format!("{shown}: spec.accessControl: {e}"))?;
+                AccessControl::try_from(raw.clone()).map_err(|e| {
+                    format!("{shown}: spec.accessControl.{}: {}", e.field, e.reason)
+                })?;
+                acl = Some(raw);
             }
             Some(other) => warnings.push(format!(
                 "{shown}: spec.{other} has no effect on Envoy sidecars; ignored"
@@ -56,7 +62,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_access_control_section_as_json() {
+    fn reads_the_access_control_section() {
         let (_d, p) = write(
             "apiVersion: dapr.io/v1alpha1
 kind: Configuration
@@ -71,6 +77,7 @@ spec:
     policies:
     - appId: checkout
       defaultAction: deny
+      trustDomain: \"public\"
       namespace: \"default\"
       operations:
       - name: /orders
@@ -80,8 +87,11 @@ spec:
         );
         let (acl, warnings) = access_control(&p).unwrap();
         let acl = acl.unwrap();
-        assert_eq!(acl["defaultAction"], "deny");
-        assert_eq!(acl["policies"][0]["operations"][0]["httpVerb"][0], "POST");
+        assert_eq!(acl.default_action.as_deref(), Some("deny"));
+        assert_eq!(
+            acl.policies[0].operations[0].http_verb,
+            Some(vec!["POST".to_string()])
+        );
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].ends_with("spec.tracing has no effect on Envoy sidecars; ignored"));
     }

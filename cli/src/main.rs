@@ -2,8 +2,10 @@
 //! dapr-invoke filter, or write the Envoy configs such a run uses.
 
 mod certs;
+mod compose;
 mod dapr_config;
-mod envoy_config;
+mod envoy;
+mod generate;
 mod locate;
 mod resiliency;
 mod runfile;
@@ -65,15 +67,39 @@ enum Cmd {
         #[arg(required = true, value_name = "APP_ID")]
         apps: Vec<String>,
     },
-    /// Write the Envoy config of every app's sidecar, for running Envoy yourself
+    /// Write the Envoy config of every app's sidecar, for running Envoy yourself on this machine
     Config {
         /// The run file, or a directory holding dapr.yaml
         #[arg(short = 'f', long = "run-file", value_name = "FILE")]
         file: PathBuf,
-        /// The directory to write <app-id>.envoy.json files into
+        /// The directory to write <app-id>.yaml files into
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// The .wasm path written into the configs (default: the one `run` would use)
+        #[arg(long, value_name = "PATH")]
+        wasm: Option<PathBuf>,
+        /// The certificates directory written into the configs, made there when missing
+        /// (default: DIR/certs)
+        #[arg(long, value_name = "DIR")]
+        certs: Option<PathBuf>,
+    },
+    /// Write a Docker Compose file running every app with its Envoy sidecar
+    Compose {
+        /// The run file, or a directory holding dapr.yaml
+        #[arg(short = 'f', long = "run-file", value_name = "FILE")]
+        file: PathBuf,
+        /// The compose file to write (default: docker-compose.yaml beside the run file)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Where the sidecars' configs go (default: envoy-compose/ beside the compose file)
+        #[arg(long, value_name = "DIR")]
+        configs: Option<PathBuf>,
+        /// The mesh's certificates, made there when missing (default: certs/ beside the
+        /// compose file)
+        #[arg(long, value_name = "DIR")]
+        certs: Option<PathBuf>,
+        /// The filter to mount (default: the one `run` would use); below the compose file's
+        /// directory
         #[arg(long, value_name = "PATH")]
         wasm: Option<PathBuf>,
     },
@@ -98,8 +124,12 @@ fn run_file(path: &Path) -> PathBuf {
 }
 
 fn load(path: &Path) -> Result<runfile::Plan, String> {
-    let plan =
-        runfile::load(&run_file(path), &mut runfile::LocalPorts).map_err(|e| e.to_string())?;
+    load_with(path, &mut runfile::LocalPorts)
+}
+
+/// Reads a run file, choosing the ports it leaves open with `ports`.
+fn load_with(path: &Path, ports: &mut dyn runfile::Ports) -> Result<runfile::Plan, String> {
+    let plan = runfile::load(&run_file(path), ports).map_err(|e| e.to_string())?;
     for w in &plan.warnings {
         eprintln!("dapr-envoy: warning: {w}");
     }
@@ -154,16 +184,66 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             }
             Ok(0)
         }
-        Cmd::Config { file, out, wasm } => {
-            let plan = load(&file)?;
+        Cmd::Config {
+            file,
+            out,
+            wasm,
+            certs,
+        } => {
+            let plan = load_with(&file, &mut runfile::Sequential::default())?;
             let wasm = match wasm {
                 Some(w) => w,
                 None => locate::wasm(None)?,
             };
-            for path in supervise::write_configs(&plan, &wasm, &out)? {
-                println!("{}", path.display());
+            let certs = certs.unwrap_or_else(|| out.join("certs"));
+            generate::ensure_certs(&plan, &certs)?;
+            let files = generate::native(&plan, &shown(&file), &out, &wasm, &certs)?;
+            generate::write(&files)?;
+            for f in &files {
+                println!("{}", f.path.display());
+            }
+            Ok(0)
+        }
+        Cmd::Compose {
+            file,
+            out,
+            configs,
+            certs,
+            wasm,
+        } => {
+            let plan = load_with(&file, &mut runfile::Sequential::default())?;
+            let out = out.unwrap_or_else(|| plan.base_dir.join("docker-compose.yaml"));
+            let dir = out
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            let configs = configs.unwrap_or_else(|| dir.join("envoy-compose"));
+            let certs = certs.unwrap_or_else(|| dir.join("certs"));
+            let wasm = match wasm {
+                Some(w) => w,
+                None => locate::wasm(None)?,
+            };
+            generate::ensure_certs(&plan, &certs)?;
+            let files = generate::compose(
+                &plan,
+                &shown(&file),
+                &generate::ComposeTarget {
+                    file: &out,
+                    configs: &configs,
+                    certs: &certs,
+                    wasm: &wasm,
+                },
+            )?;
+            generate::write(&files)?;
+            for f in &files {
+                println!("{}", f.path.display());
             }
             Ok(0)
         }
     }
+}
+
+/// A path as the user gave it, for the headers of generated files.
+fn shown(path: &Path) -> String {
+    path.display().to_string()
 }

@@ -1,13 +1,12 @@
-//! Dapr's `Resiliency` resource, turned into what Envoy does natively: per target app a route
-//! `timeout` and `retry_policy`, and per target cluster `outlier_detection` (the circuit
-//! breaker). Where Envoy cannot say exactly what Dapr says, the closest safe behaviour is chosen
-//! and a note explains it (the runner logs the notes at start).
+//! Dapr's `Resiliency` resource, read: per target app a timeout, a retry policy and a circuit
+//! breaker (`crate::envoy::resiliency` turns them into Envoy's). Where Envoy cannot say exactly
+//! what Dapr says, the closest safe behaviour is chosen and a note explains it (the runner logs
+//! the notes at start).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{json, Value};
 use serde_norway::Value as Yaml;
 
 /// Retries Envoy makes where Dapr would retry forever (`maxRetries: -1`).
@@ -303,82 +302,6 @@ pub fn duration(raw: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-fn envoy_duration(d: Duration) -> String {
-    format!("{}.{:03}s", d.as_secs(), d.subsec_millis())
-}
-
-/// Envoy's route action settings for a target: `timeout` and `retry_policy`. Without a Dapr
-/// retry policy, the built-in one: retry only what never reached the callee (connection
-/// failures), 3 times, 1 s apart, as Dapr's `DaprBuiltInServiceRetries`.
-pub fn route_action(policy: Option<&TargetPolicy>) -> Value {
-    let timeout = policy.and_then(|p| p.timeout).unwrap_or(Duration::ZERO);
-    let retry_policy = match policy.and_then(|p| p.retry.as_ref()) {
-        None => json!({
-            "retry_on": "connect-failure,refused-stream",
-            "num_retries": 3,
-            "retry_back_off": { "base_interval": "1s", "max_interval": "1s" },
-        }),
-        Some(r) => {
-            let mut p = json!({
-                "retry_on": if r.status_codes.is_empty() {
-                    "5xx,connect-failure,refused-stream,reset"
-                } else {
-                    "retriable-status-codes,connect-failure,refused-stream,reset"
-                },
-                "num_retries": r.num_retries,
-                "retry_back_off": {
-                    "base_interval": envoy_duration(r.base_interval),
-                    "max_interval": envoy_duration(r.max_interval),
-                },
-                // Another instance, where there is one.
-                "retry_host_predicate": [{
-                    "name": "envoy.retry_host_predicates.previous_hosts",
-                    "typed_config": { "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" },
-                }],
-                "host_selection_retry_max_attempts": 3,
-            });
-            if !r.status_codes.is_empty() {
-                if let Some(m) = p.as_object_mut() {
-                    m.insert("retriable_status_codes".into(), json!(r.status_codes));
-                }
-            }
-            p
-        }
-    };
-    json!({ "timeout": envoy_duration(timeout), "retry_policy": retry_policy })
-}
-
-/// Envoy's cluster settings for a target's circuit breaker, to merge into the cluster.
-pub fn cluster_settings(policy: Option<&TargetPolicy>) -> Vec<(&'static str, Value)> {
-    let mut out = vec![(
-        // Envoy's default allows 3 concurrent retries per cluster; Dapr has no such cap.
-        "circuit_breakers",
-        json!({ "thresholds": [{ "max_retries": 1024, "max_pending_requests": 65536, "max_requests": 65536 }] }),
-    )];
-    if let Some(cb) = policy.and_then(|p| p.breaker.as_ref()) {
-        let open = envoy_duration(cb.open_for);
-        out.push((
-            "outlier_detection",
-            json!({
-                "consecutive_5xx": cb.consecutive_failures,
-                "consecutive_gateway_failure": cb.consecutive_failures,
-                "enforcing_consecutive_5xx": 100,
-                "enforcing_consecutive_gateway_failure": 100,
-                "interval": "0.1s",
-                "base_ejection_time": open,
-                "max_ejection_time": open,
-                "max_ejection_percent": 100,
-            }),
-        ));
-        // An open breaker must fail fast, not fall back to routing to ejected endpoints.
-        out.push((
-            "common_lb_config",
-            json!({ "healthy_panic_threshold": { "value": 0 } }),
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,41 +375,6 @@ spec:
     }
 
     #[test]
-    fn envoy_settings_for_the_quickstart() {
-        let d = dir_with(QUICKSTART);
-        let p = load(&[d.path().to_path_buf()], "checkout").unwrap();
-        let op = p.targets.get("order-processor");
-        let route = route_action(op);
-        assert_eq!(route["retry_policy"]["num_retries"], FOREVER_RETRIES);
-        assert_eq!(
-            route["retry_policy"]["retry_on"],
-            "5xx,connect-failure,refused-stream,reset"
-        );
-        assert_eq!(
-            route["retry_policy"]["retry_back_off"]["base_interval"],
-            "5.000s"
-        );
-        assert_eq!(route["timeout"], "0.000s");
-        let cluster: BTreeMap<_, _> = cluster_settings(op).into_iter().collect();
-        assert_eq!(cluster["outlier_detection"]["consecutive_5xx"], 5);
-        assert_eq!(cluster["outlier_detection"]["base_ejection_time"], "5.000s");
-        assert_eq!(
-            cluster["common_lb_config"]["healthy_panic_threshold"]["value"],
-            0
-        );
-        // Without a policy: Dapr's built-in retries of connection failures only.
-        let default = route_action(None);
-        assert_eq!(
-            default["retry_policy"]["retry_on"],
-            "connect-failure,refused-stream"
-        );
-        assert_eq!(default["retry_policy"]["num_retries"], 3);
-        assert!(!cluster_settings(None)
-            .iter()
-            .any(|(k, _)| *k == "outlier_detection"));
-    }
-
-    #[test]
     fn timeouts_exponential_backoff_and_status_matching() {
         let text = "kind: Resiliency
 spec:
@@ -515,16 +403,6 @@ spec:
             (4, Duration::from_millis(500), Duration::from_secs(15))
         );
         assert_eq!(r.status_codes, [429, 502, 503, 504]);
-        let route = route_action(Some(a));
-        assert_eq!(
-            route["retry_policy"]["retry_on"],
-            "retriable-status-codes,connect-failure,refused-stream,reset"
-        );
-        assert_eq!(
-            route["retry_policy"]["retriable_status_codes"],
-            json!([429, 502, 503, 504])
-        );
-        assert_eq!(route["timeout"], "90.000s");
         assert_eq!(p.targets["b"].timeout, Some(Duration::from_millis(250)));
     }
 

@@ -119,6 +119,15 @@ impl LogDest {
     }
 }
 
+/// The sidecar ports a run file sets for an app (`daprHTTPPort`, `daprInternalGRPCPort`,
+/// `metricsPort`); a deployment that gives each app its own network picks its own defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestedPorts {
+    pub http: Option<u16>,
+    pub inbound: Option<u16>,
+    pub admin: Option<u16>,
+}
+
 /// One app, with everything decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppPlan {
@@ -135,13 +144,15 @@ pub struct AppPlan {
     pub inbound_port: u16,
     /// Envoy's admin port (`metricsPort` when given: `/stats/prometheus` lives there).
     pub admin_port: u16,
+    /// The ports the run file itself sets; the three above are these, or ones found free.
+    pub requested: RequestedPorts,
     /// Envoy's log level, from Dapr's `logLevel`.
     pub envoy_log_level: &'static str,
     pub app_log: LogDest,
     pub envoy_log: LogDest,
     /// `spec.accessControl` of the app's Dapr Configuration (`configFilePath`), as JSON: the
     /// policy its sidecar enforces on callers.
-    pub access_control: Option<serde_json::Value>,
+    pub access_control: Option<dapr_invoke::acl::RawAccessControl>,
     /// The Resiliency policies that apply to this app's calls, by target app
     /// (from the YAML files in `resourcesPath` / `resourcesPaths`).
     pub resiliency: crate::resiliency::Policies,
@@ -195,6 +206,28 @@ impl Ports for LocalPorts {
     fn ephemeral(&mut self) -> Option<u16> {
         let l = std::net::TcpListener::bind(("127.0.0.1", 0)).ok()?;
         l.local_addr().ok().map(|a| a.port())
+    }
+}
+
+/// Ports for files that are written, not run: every port counts as free and the ones a run file
+/// leaves open are numbered from 50001, so the same run file always gives the same configs.
+#[derive(Debug)]
+pub struct Sequential(u16);
+
+impl Default for Sequential {
+    fn default() -> Self {
+        Sequential(50001)
+    }
+}
+
+impl Ports for Sequential {
+    fn is_free(&mut self, _port: u16) -> bool {
+        true
+    }
+    fn ephemeral(&mut self) -> Option<u16> {
+        let p = self.0;
+        self.0 = self.0.checked_add(1)?;
+        Some(p)
     }
 }
 
@@ -605,6 +638,11 @@ pub fn parse(
                 http_port: 0,
                 inbound_port: 0,
                 admin_port: 0,
+                requested: RequestedPorts {
+                    http,
+                    inbound,
+                    admin,
+                },
                 envoy_log_level,
                 app_log,
                 envoy_log,

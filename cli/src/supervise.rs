@@ -23,7 +23,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::runfile::{AppPlan, LogDest, Plan};
-use crate::{certs, envoy_config};
+use crate::{certs, envoy};
 
 const TICK: Duration = Duration::from_millis(50);
 const GRACE: Duration = Duration::from_secs(5);
@@ -71,22 +71,15 @@ struct Runner<'a> {
 /// configs of every app into `dir`; returns their paths in plan order.
 pub fn write_configs(plan: &Plan, wasm: &Path, dir: &Path) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let (td, ns) = (certs::DEFAULT_TRUST_DOMAIN, "default");
-    let ids: Vec<(&str, &str, &str)> = plan
-        .apps
-        .iter()
-        .map(|a| (td, ns, a.app_id.as_str()))
-        .collect();
-    let files = certs::write_mesh(&dir.join("certs"), &ids, false)?;
-    let mesh = envoy_config::Mesh {
-        trust_domain: td,
-        namespace: ns,
-        files: &files,
+    let layout = envoy::layout::Local {
+        wasm: wasm.to_path_buf(),
+        certs: Some(dir.join("certs")),
     };
+    certs::write_for(plan, &layout, false)?;
     plan.apps
         .iter()
         .map(|app| {
-            let cfg = envoy_config::sidecar(plan, app, wasm, Some(&mesh))?;
+            let cfg = envoy::sidecar(plan, app, &layout)?;
             let path = dir.join(format!("{}.envoy.json", app.app_id));
             let text = serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())?;
             std::fs::write(&path, text + "\n")

@@ -1,0 +1,570 @@
+//! The part of Envoy's v3 configuration API the sidecars use, as Rust types.
+//!
+//! Field names are Envoy's own (the proto field names, which Envoy's JSON and YAML loaders
+//! read), so a misspelt field is a compile error here instead of a config Envoy refuses at start
+//! or, worse, one it accepts while ignoring what was meant. Every optional field is skipped when
+//! unset, so the written config holds only what was decided. `Any` fields are [`TypedConfig`],
+//! whose `@type` comes from the variant.
+
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+/// Envoy's `Bootstrap`: one sidecar's whole configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bootstrap {
+    pub node: Node,
+    pub admin: Admin,
+    pub static_resources: StaticResources,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub id: String,
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Admin {
+    pub address: Address,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StaticResources {
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Address {
+    pub socket_address: SocketAddress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SocketAddress {
+    pub address: String,
+    pub port_value: u16,
+}
+
+impl Address {
+    pub fn new(address: impl Into<String>, port: u16) -> Self {
+        Address {
+            socket_address: SocketAddress {
+                address: address.into(),
+                port_value: port,
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listeners and HTTP
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Listener {
+    pub name: String,
+    pub address: Address,
+    pub filter_chains: Vec<FilterChain>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FilterChain {
+    pub filters: Vec<NetworkFilter>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_socket: Option<TransportSocket>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkFilter {
+    pub name: &'static str,
+    pub typed_config: TypedConfig,
+}
+
+/// `HttpConnectionManager`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpConnectionManager {
+    pub stat_prefix: String,
+    pub normalize_path: bool,
+    pub merge_slashes: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_with_escaped_slashes_action: Option<&'static str>,
+    pub common_http_protocol_options: HttpProtocolOptions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2_protocol_options: Option<Http2ProtocolOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_reply_config: Option<LocalReplyConfig>,
+    pub route_config: RouteConfiguration,
+    pub http_filters: Vec<HttpFilter>,
+}
+
+/// `core.v3.HttpProtocolOptions`: limits and header hygiene shared by HTTP/1.1 and HTTP/2.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HttpProtocolOptions {
+    /// `ALLOW`, `REJECT_REQUEST` or `DROP_HEADER`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers_with_underscores_action: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_headers_count: Option<u32>,
+}
+
+/// `core.v3.Http2ProtocolOptions` (only the fields we set; `{}` turns HTTP/2 on).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Http2ProtocolOptions {}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalReplyConfig {
+    pub mappers: Vec<ResponseMapper>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseMapper {
+    pub filter: AccessLogFilter,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u32>,
+    pub body_format_override: SubstitutionFormatString,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessLogFilter {
+    pub response_flag_filter: ResponseFlagFilter,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseFlagFilter {
+    pub flags: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubstitutionFormatString {
+    pub json_format: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteConfiguration {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VirtualHost {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    #[serde(rename = "match")]
+    pub route_match: RouteMatch,
+    #[serde(flatten)]
+    pub action: RouteActionKind,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_remove: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteMatch {
+    pub prefix: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatcher>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderMatcher {
+    pub name: String,
+    pub string_match: StringMatcher,
+}
+
+/// `matcher.v3.StringMatcher`: one of its forms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StringMatcher {
+    Exact(String),
+    Prefix(String),
+}
+
+/// The route's action: Envoy's `oneof action`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteActionKind {
+    Route(RouteAction),
+    DirectResponse(DirectResponseAction),
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RouteAction {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_header: Option<String>,
+    pub timeout: Dur,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicy>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DirectResponseAction {
+    pub status: u32,
+    pub body: DataSource,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderValueOption {
+    pub header: HeaderValue,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderValue {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RetryPolicy {
+    pub retry_on: String,
+    pub num_retries: u32,
+    pub retry_back_off: BackOff,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retriable_status_codes: Vec<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retry_host_predicate: Vec<TypedExtension>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_selection_retry_max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackOff {
+    pub base_interval: Dur,
+    pub max_interval: Dur,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpFilter {
+    pub name: &'static str,
+    pub typed_config: TypedConfig,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed configs (`google.protobuf.Any`)
+// ---------------------------------------------------------------------------------------------
+
+/// An `Any`: the variant names its `@type`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "@type")]
+pub enum TypedConfig {
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    )]
+    HttpConnectionManager(Box<HttpConnectionManager>),
+    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router")]
+    Router {},
+    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm")]
+    Wasm { config: Box<WasmPlugin> },
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+    )]
+    DownstreamTlsContext(DownstreamTlsContext),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+    )]
+    UpstreamTlsContext(UpstreamTlsContext),
+    #[serde(rename = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions")]
+    UpstreamHttpProtocolOptions(UpstreamHttpProtocolOptions),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+    )]
+    PreviousHostsPredicate {},
+    #[serde(rename = "type.googleapis.com/google.protobuf.StringValue")]
+    StringValue { value: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TypedExtension {
+    pub name: &'static str,
+    pub typed_config: TypedConfig,
+}
+
+/// `wasm.v3.PluginConfig`.
+#[derive(Debug, Clone, Serialize)]
+pub struct WasmPlugin {
+    pub name: &'static str,
+    pub root_id: &'static str,
+    /// `FAIL_CLOSED`, `FAIL_OPEN` or `FAIL_RELOAD`.
+    pub failure_policy: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reload_config: Option<ReloadConfig>,
+    pub vm_config: VmConfig,
+    /// The plugin configuration: a `StringValue` holding the filter's JSON.
+    pub configuration: TypedConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadConfig {
+    pub backoff: BackOff,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VmConfig {
+    pub vm_id: &'static str,
+    pub runtime: &'static str,
+    pub code: AsyncDataSource,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AsyncDataSource {
+    pub local: DataSource,
+}
+
+/// `core.v3.DataSource`: one of its forms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    Filename(String),
+    InlineString(String),
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportSocket {
+    pub name: &'static str,
+    pub typed_config: TypedConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DownstreamTlsContext {
+    pub require_client_certificate: bool,
+    pub common_tls_context: CommonTlsContext,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamTlsContext {
+    pub common_tls_context: CommonTlsContext,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommonTlsContext {
+    pub tls_certificates: Vec<TlsCertificate>,
+    pub alpn_protocols: Vec<&'static str>,
+    pub validation_context: CertificateValidationContext,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsCertificate {
+    pub certificate_chain: DataSource,
+    pub private_key: DataSource,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateValidationContext {
+    pub trusted_ca: DataSource,
+    pub match_typed_subject_alt_names: Vec<SubjectAltNameMatcher>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubjectAltNameMatcher {
+    /// `URI`, `DNS`, ...
+    pub san_type: &'static str,
+    pub matcher: StringMatcher,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clusters
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    /// `STATIC`, `STRICT_DNS` or `LOGICAL_DNS`.
+    #[serde(rename = "type")]
+    pub discovery: &'static str,
+    pub connect_timeout: Dur,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lb_policy: Option<&'static str>,
+    /// DNS clusters: how often names are resolved again, and whether a record's TTL overrides it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_refresh_rate: Option<Dur>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub respect_dns_ttl: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_lookup_family: Option<&'static str>,
+    pub load_assignment: ClusterLoadAssignment,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typed_extension_protocol_options: Option<ProtocolOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_socket: Option<TransportSocket>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breakers: Option<CircuitBreakers>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub common_lb_config: Option<CommonLbConfig>,
+}
+
+/// `typed_extension_protocol_options`: only the upstream HTTP options are used.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProtocolOptions {
+    #[serde(rename = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions")]
+    pub http: TypedConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamHttpProtocolOptions {
+    pub common_http_protocol_options: HttpProtocolOptions,
+    pub explicit_http_config: ExplicitHttpConfig,
+}
+
+/// The protocol towards the upstream: Envoy's `oneof protocol_config`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplicitHttpConfig {
+    HttpProtocolOptions {},
+    Http2ProtocolOptions(Http2ProtocolOptions),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterLoadAssignment {
+    pub cluster_name: String,
+    pub endpoints: Vec<LocalityLbEndpoints>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalityLbEndpoints {
+    pub lb_endpoints: Vec<LbEndpoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LbEndpoint {
+    pub endpoint: Endpoint,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub address: Address,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CircuitBreakers {
+    pub thresholds: Vec<Thresholds>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Thresholds {
+    pub max_retries: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutlierDetection {
+    pub consecutive_5xx: u32,
+    pub consecutive_gateway_failure: u32,
+    pub enforcing_consecutive_5xx: u32,
+    pub enforcing_consecutive_gateway_failure: u32,
+    pub interval: Dur,
+    pub base_ejection_time: Dur,
+    pub max_ejection_time: Dur,
+    pub max_ejection_percent: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommonLbConfig {
+    pub healthy_panic_threshold: Percent,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Percent {
+    pub value: f64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+// ---------------------------------------------------------------------------------------------
+
+/// A `google.protobuf.Duration`, written as Envoy reads it: seconds with a fraction, `"1.500s"`.
+/// Millisecond precision: a non-zero duration under a millisecond is rounded up to one, never
+/// down to zero (which Envoy reads as "no timeout").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn secs(s: u64) -> Dur {
+        Dur(Duration::from_secs(s))
+    }
+    pub fn millis(ms: u64) -> Dur {
+        Dur(Duration::from_millis(ms))
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let d = self.0;
+        let mut ms = d.subsec_millis();
+        let mut secs = d.as_secs();
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
+            // Round up to the next millisecond.
+            ms += 1;
+            if ms == 1000 {
+                ms = 0;
+                secs = secs.saturating_add(1);
+            }
+        }
+        s.serialize_str(&if ms == 0 {
+            format!("{secs}s")
+        } else {
+            format!("{secs}.{ms:03}s")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json<T: Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap()
+    }
+
+    #[test]
+    fn durations_are_envoy_strings_and_never_round_to_zero() {
+        assert_eq!(json(&Dur::secs(0)), r#""0s""#);
+        assert_eq!(json(&Dur::secs(5)), r#""5s""#);
+        assert_eq!(json(&Dur::millis(1500)), r#""1.500s""#);
+        assert_eq!(json(&Dur(Duration::from_micros(500))), r#""0.001s""#);
+        assert_eq!(json(&Dur(Duration::from_nanos(1))), r#""0.001s""#);
+        assert_eq!(json(&Dur(Duration::from_micros(999_999))), r#""1s""#);
+    }
+
+    #[test]
+    fn any_carries_its_type_and_oneofs_their_field_name() {
+        let route = Route {
+            route_match: RouteMatch {
+                prefix: "/".into(),
+                headers: vec![],
+            },
+            action: RouteActionKind::Route(RouteAction {
+                cluster: Some("c".into()),
+                ..RouteAction::default()
+            }),
+            request_headers_to_remove: vec![],
+            response_headers_to_add: vec![],
+        };
+        assert_eq!(
+            json(&route),
+            r#"{"match":{"prefix":"/"},"route":{"cluster":"c","timeout":"0s"}}"#
+        );
+        let filter = HttpFilter {
+            name: "envoy.filters.http.router",
+            typed_config: TypedConfig::Router {},
+        };
+        assert_eq!(
+            json(&filter),
+            r#"{"name":"envoy.filters.http.router","typed_config":{"@type":"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}"#
+        );
+    }
+}

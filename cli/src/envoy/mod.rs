@@ -1,0 +1,801 @@
+//! The Envoy bootstrap of one app's sidecar, built as typed data from a [`Plan`].
+//!
+//! Every deployment (a local run, `envoy/` for running Envoy by hand, Docker Compose) gets its
+//! sidecars from [`sidecar`]; a [`Layout`] says only where things are in that deployment: the
+//! addresses the sidecar listens on, how it reaches the other apps' sidecars, and the paths of
+//! the filter and the certificates.
+//!
+//! Each sidecar has an outbound listener on the app's `DAPR_HTTP_PORT` (the dapr-invoke filter,
+//! then the router on the filter's cluster header), an inbound listener that other sidecars call
+//! over mutual TLS and that delivers to the app, one cluster per app of the run file pointing at
+//! that app's inbound listener, and a cluster for its own app.
+
+pub mod api;
+pub mod layout;
+pub mod resiliency;
+
+use dapr_invoke::error::{invoke_failed, no_app_channel, ERR_DIRECT_INVOKE};
+use dapr_invoke::names::{
+    spiffe_id, API_TOKEN_HEADER, APP_ID_HEADER, CALLEE_APP_ID_HEADER, DEFAULT_CLUSTER_HEADER,
+    FILTER_NAME,
+};
+use dapr_invoke::schema::{self, Apps, PluginConfig, TargetApp};
+use serde_json::json;
+
+use self::api::*;
+pub use self::layout::{Layout, Reach};
+use crate::certs::TlsFiles;
+use crate::runfile::{AppPlan, AppProtocol, Plan};
+
+/// The cluster of the sidecar's own app.
+pub const LOCAL_APP_CLUSTER: &str = "local-app";
+
+/// Most request (and response) headers a sidecar accepts from its app: Envoy's default. A
+/// request with more is refused by the caller's own sidecar (431), never half-way.
+pub const MAX_APP_HEADERS: u32 = 100;
+/// What a sidecar accepts from another sidecar: the app's headers plus the ones sidecars add
+/// (caller identity, forwarding and tracing headers), with room to spare, so that a request the
+/// caller's sidecar accepted is never refused by the callee's.
+pub const MAX_MESH_HEADERS: u32 = MAX_APP_HEADERS + 40;
+
+/// Headers whose name has an underscore are dropped on every listener (nginx's default too).
+/// App servers that follow CGI (WSGI, PHP, ...) fold `_` and `-` together, so
+/// `dapr_caller_app_id` would otherwise reach them as a second `dapr-caller-app-id`.
+pub const HEADERS_WITH_UNDERSCORES: &str = "DROP_HEADER";
+
+/// The cluster that reaches `app_id`'s sidecar.
+pub fn target_cluster(app_id: &str) -> String {
+    format!("to-{app_id}")
+}
+
+/// The cluster `me`'s sidecar sends calls to `target` to. An app that calls itself is served by
+/// its own sidecar, straight to the app, as daprd does (no hop, so no access-control check).
+fn cluster_for(me: &AppPlan, target: &AppPlan) -> String {
+    if target.app_id == me.app_id && me.app_port.is_some() {
+        LOCAL_APP_CLUSTER.to_string()
+    } else {
+        target_cluster(&target.app_id)
+    }
+}
+
+/// The outbound filter's configuration for `me`: every app of the run file is a target.
+pub fn outbound_plugin(plan: &Plan, me: &AppPlan) -> PluginConfig {
+    PluginConfig::Outbound(schema::Outbound {
+        app_id: me.app_id.clone(),
+        namespace: None,
+        apps: Apps(
+            plan.apps
+                .iter()
+                .map(|a| (a.app_id.clone(), TargetApp::cluster(cluster_for(me, a))))
+                .collect(),
+        ),
+        cluster_header: None,
+    })
+}
+
+/// The inbound filter's configuration: who this app is, and its access-control policy.
+pub fn inbound_plugin(me: &AppPlan) -> PluginConfig {
+    PluginConfig::Inbound(schema::Inbound {
+        app_id: me.app_id.clone(),
+        namespace: None,
+        access_control: me.access_control.clone(),
+    })
+}
+
+/// The whole bootstrap for `me`'s sidecar in `layout`. The plugin configurations are checked
+/// with the filter's own rules first, so a config Envoy would refuse is never written.
+pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstrap, String> {
+    let outbound_plugin = outbound_plugin(plan, me);
+    outbound_plugin
+        .check()
+        .map_err(|e| format!("{}: {e}", me.app_id))?;
+    let inbound_plugin = inbound_plugin(me);
+    inbound_plugin
+        .check()
+        .map_err(|e| format!("{} (inbound): {e}", me.app_id))?;
+    let my_tls = layout.tls(&me.app_id);
+    let listen = layout.listen(me);
+
+    let mut clusters = Vec::with_capacity(plan.apps.len() + 1);
+    for target in plan
+        .apps
+        .iter()
+        .filter(|t| cluster_for(me, t) != LOCAL_APP_CLUSTER)
+    {
+        clusters.push(target_app_cluster(me, target, layout, my_tls.as_ref()));
+    }
+    if let Some(port) = me.app_port {
+        clusters.push(cluster(
+            LOCAL_APP_CLUSTER,
+            &Reach::Static(layout.app_address(me, port)),
+            me.protocol == AppProtocol::H2c,
+            MAX_APP_HEADERS,
+        ));
+    }
+
+    let mut outbound = listener(
+        "outbound",
+        listen.outbound,
+        MAX_APP_HEADERS,
+        outbound_routes(plan, me),
+        vec![wasm_filter(&layout.wasm(), &outbound_plugin)?, router()],
+    );
+    outbound.filter_chains.iter_mut().for_each(|chain| {
+        chain.filters.iter_mut().for_each(|f| {
+            if let TypedConfig::HttpConnectionManager(hcm) = &mut f.typed_config {
+                hcm.local_reply_config = Some(dapr_local_replies(true));
+            }
+        })
+    });
+
+    // With mutual TLS, the callee's filter names the caller from its certificate and applies the
+    // app's access-control policy; without it there is no identity to check.
+    let inbound_filters = match my_tls {
+        Some(_) => vec![wasm_filter(&layout.wasm(), &inbound_plugin)?, router()],
+        None => vec![router()],
+    };
+    let mut inbound = listener(
+        "inbound",
+        listen.inbound,
+        MAX_MESH_HEADERS,
+        vec![inbound_route(me)],
+        inbound_filters,
+    );
+    for chain in &mut inbound.filter_chains {
+        chain.transport_socket = my_tls.as_ref().map(downstream_tls);
+        for f in &mut chain.filters {
+            if let TypedConfig::HttpConnectionManager(hcm) = &mut f.typed_config {
+                hcm.local_reply_config = Some(dapr_local_replies(false));
+            }
+        }
+    }
+
+    Ok(Bootstrap {
+        node: Node {
+            id: me.app_id.clone(),
+            cluster: me.app_id.clone(),
+        },
+        admin: Admin {
+            address: listen.admin,
+        },
+        static_resources: StaticResources {
+            listeners: vec![outbound, inbound],
+            clusters,
+        },
+    })
+}
+
+/// One route per target app, selected by the cluster the filter chose, carrying that target's
+/// timeout and retries; the last route catches a cluster Envoy does not have (a JSON error).
+/// Every route removes what must not leave the caller's sidecar: the cluster header (internal),
+/// the caller's API token (its credential towards its own sidecar) and `dapr-app-id`, as Dapr.
+fn outbound_routes(plan: &Plan, me: &AppPlan) -> Vec<Route> {
+    let strip = || {
+        vec![
+            DEFAULT_CLUSTER_HEADER.to_string(),
+            API_TOKEN_HEADER.to_string(),
+            APP_ID_HEADER.to_string(),
+        ]
+    };
+    let mut routes: Vec<Route> = plan
+        .apps
+        .iter()
+        .map(|a| {
+            let cluster = cluster_for(me, a);
+            let (timeout, retry) = resiliency::route(me.resiliency.targets.get(&a.app_id));
+            Route {
+                route_match: RouteMatch {
+                    prefix: "/".into(),
+                    headers: vec![HeaderMatcher {
+                        name: DEFAULT_CLUSTER_HEADER.into(),
+                        string_match: StringMatcher::Exact(cluster.clone()),
+                    }],
+                },
+                action: RouteActionKind::Route(RouteAction {
+                    cluster: Some(cluster),
+                    cluster_header: None,
+                    timeout,
+                    retry_policy: Some(retry),
+                }),
+                request_headers_to_remove: strip(),
+                response_headers_to_add: vec![],
+            }
+        })
+        .collect();
+    routes.push(Route {
+        route_match: RouteMatch {
+            prefix: "/".into(),
+            headers: vec![],
+        },
+        action: RouteActionKind::Route(RouteAction {
+            cluster: None,
+            cluster_header: Some(DEFAULT_CLUSTER_HEADER.into()),
+            timeout: Dur::secs(0),
+            retry_policy: None,
+        }),
+        request_headers_to_remove: strip(),
+        response_headers_to_add: vec![],
+    });
+    routes
+}
+
+/// The inbound route: to the app, or Dapr's answer when the app has no port (its app channel is
+/// not initialized). No API token from another app reaches this one.
+fn inbound_route(me: &AppPlan) -> Route {
+    let action = match me.app_port {
+        Some(_) => RouteActionKind::Route(RouteAction {
+            cluster: Some(LOCAL_APP_CLUSTER.into()),
+            cluster_header: None,
+            timeout: Dur::secs(0),
+            retry_policy: None,
+        }),
+        None => RouteActionKind::DirectResponse(DirectResponseAction {
+            status: 500,
+            body: DataSource::InlineString(
+                json!({ "errorCode": ERR_DIRECT_INVOKE, "message": no_app_channel(&me.app_id) })
+                    .to_string(),
+            ),
+        }),
+    };
+    let content_type = match me.app_port {
+        Some(_) => vec![],
+        None => vec![HeaderValueOption {
+            header: HeaderValue {
+                key: "content-type".into(),
+                value: "application/json".into(),
+            },
+        }],
+    };
+    Route {
+        route_match: RouteMatch {
+            prefix: "/".into(),
+            headers: vec![],
+        },
+        action,
+        request_headers_to_remove: vec![
+            DEFAULT_CLUSTER_HEADER.to_string(),
+            API_TOKEN_HEADER.to_string(),
+        ],
+        response_headers_to_add: content_type,
+    }
+}
+
+/// The cluster that reaches `target`'s sidecar from `me`'s: HTTP/2, mutual TLS with the peer
+/// pinned to the target's SPIFFE id, and the target's circuit breaker.
+fn target_app_cluster(
+    me: &AppPlan,
+    target: &AppPlan,
+    layout: &dyn Layout,
+    my_tls: Option<&TlsFiles>,
+) -> Cluster {
+    let policy = me.resiliency.targets.get(&target.app_id);
+    let mut c = cluster(
+        &target_cluster(&target.app_id),
+        &layout.peer(target),
+        true,
+        MAX_MESH_HEADERS,
+    );
+    c.circuit_breakers = Some(resiliency::circuit_breakers());
+    if let Some((outlier, lb)) = resiliency::breaker(policy) {
+        c.outlier_detection = Some(outlier);
+        c.common_lb_config = Some(lb);
+    }
+    if let Some(tls) = my_tls {
+        let (trust_domain, namespace) = layout.identity(target);
+        let peer = spiffe_id(trust_domain, namespace, &target.app_id);
+        c.transport_socket = Some(upstream_tls(tls, &peer));
+    }
+    c
+}
+
+/// A cluster of one address (static, or every address behind a DNS name). `max_response_headers`
+/// is the most headers a response from it may have.
+fn cluster(name: &str, reach: &Reach, http2: bool, max_response_headers: u32) -> Cluster {
+    let (discovery, address, dns) = match reach {
+        Reach::Static(address) => ("STATIC", address.clone(), false),
+        Reach::Dns { host, port } => ("STRICT_DNS", Address::new(host.clone(), *port), true),
+    };
+    Cluster {
+        name: name.to_string(),
+        discovery,
+        connect_timeout: Dur::secs(1),
+        // Every address behind a name is an instance; send each request to the least busy.
+        lb_policy: dns.then_some("LEAST_REQUEST"),
+        dns_refresh_rate: dns.then_some(Dur::secs(5)),
+        respect_dns_ttl: dns.then_some(true),
+        dns_lookup_family: dns.then_some("V4_PREFERRED"),
+        load_assignment: ClusterLoadAssignment {
+            cluster_name: name.to_string(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    endpoint: Endpoint { address },
+                }],
+            }],
+        },
+        typed_extension_protocol_options: Some(ProtocolOptions {
+            http: TypedConfig::UpstreamHttpProtocolOptions(UpstreamHttpProtocolOptions {
+                common_http_protocol_options: HttpProtocolOptions {
+                    headers_with_underscores_action: None,
+                    max_headers_count: Some(max_response_headers),
+                },
+                explicit_http_config: if http2 {
+                    ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions {})
+                } else {
+                    ExplicitHttpConfig::HttpProtocolOptions {}
+                },
+            }),
+        }),
+        transport_socket: None,
+        circuit_breakers: None,
+        outlier_detection: None,
+        common_lb_config: None,
+    }
+}
+
+fn tls_certificate(tls: &TlsFiles) -> TlsCertificate {
+    TlsCertificate {
+        certificate_chain: DataSource::Filename(tls.cert.display().to_string()),
+        private_key: DataSource::Filename(tls.key.display().to_string()),
+    }
+}
+
+/// The inbound side: a client certificate from the mesh CA is required; which caller may do
+/// what is the filter's access-control decision.
+fn downstream_tls(tls: &TlsFiles) -> TransportSocket {
+    TransportSocket {
+        name: "envoy.transport_sockets.tls",
+        typed_config: TypedConfig::DownstreamTlsContext(DownstreamTlsContext {
+            require_client_certificate: true,
+            common_tls_context: CommonTlsContext {
+                tls_certificates: vec![tls_certificate(tls)],
+                alpn_protocols: vec!["h2", "http/1.1"],
+                validation_context: CertificateValidationContext {
+                    trusted_ca: DataSource::Filename(tls.ca.display().to_string()),
+                    match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                        san_type: "URI",
+                        matcher: StringMatcher::Prefix("spiffe://".into()),
+                    }],
+                },
+            },
+        }),
+    }
+}
+
+/// The outbound side of a hop: our certificate, and the callee must be exactly `peer`.
+fn upstream_tls(tls: &TlsFiles, peer: &str) -> TransportSocket {
+    TransportSocket {
+        name: "envoy.transport_sockets.tls",
+        typed_config: TypedConfig::UpstreamTlsContext(UpstreamTlsContext {
+            common_tls_context: CommonTlsContext {
+                tls_certificates: vec![tls_certificate(tls)],
+                alpn_protocols: vec!["h2"],
+                validation_context: CertificateValidationContext {
+                    trusted_ca: DataSource::Filename(tls.ca.display().to_string()),
+                    match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                        san_type: "URI",
+                        matcher: StringMatcher::Exact(peer.to_string()),
+                    }],
+                },
+            },
+        }),
+    }
+}
+
+/// The dapr-invoke filter with one plugin configuration. Fail closed, then recover: a crashed VM
+/// never lets a request through unchecked, and a later request builds a fresh one.
+fn wasm_filter(wasm: &str, plugin: &PluginConfig) -> Result<HttpFilter, String> {
+    let configuration = serde_json::to_string(plugin).map_err(|e| e.to_string())?;
+    Ok(HttpFilter {
+        name: FILTER_NAME,
+        typed_config: TypedConfig::Wasm {
+            config: Box::new(WasmPlugin {
+                name: FILTER_NAME,
+                root_id: FILTER_NAME,
+                failure_policy: "FAIL_RELOAD",
+                reload_config: Some(ReloadConfig {
+                    backoff: BackOff {
+                        base_interval: Dur::millis(100),
+                        max_interval: Dur::secs(5),
+                    },
+                }),
+                vm_config: VmConfig {
+                    vm_id: FILTER_NAME,
+                    runtime: "envoy.wasm.runtime.v8",
+                    code: AsyncDataSource {
+                        local: DataSource::Filename(wasm.to_string()),
+                    },
+                },
+                configuration: TypedConfig::StringValue {
+                    value: configuration,
+                },
+            }),
+        },
+    })
+}
+
+fn router() -> HttpFilter {
+    HttpFilter {
+        name: "envoy.filters.http.router",
+        typed_config: TypedConfig::Router {},
+    }
+}
+
+/// Envoy's own failures (no connection, timeout, no healthy endpoint, overflow, unknown cluster)
+/// answered the Dapr way. The filter's own errors carry no response flag and pass unchanged.
+fn dapr_local_replies(outbound: bool) -> LocalReplyConfig {
+    let body = |message: String| {
+        let mut map = serde_json::Map::new();
+        map.insert("errorCode".into(), json!(ERR_DIRECT_INVOKE));
+        map.insert("message".into(), json!(message));
+        SubstitutionFormatString { json_format: map }
+    };
+    let callee = format!("%REQ({CALLEE_APP_ID_HEADER})%");
+    let mut mappers = Vec::new();
+    if outbound {
+        mappers.push(ResponseMapper {
+            filter: AccessLogFilter {
+                response_flag_filter: ResponseFlagFilter { flags: vec!["NC"] },
+            },
+            status_code: Some(500),
+            body_format_override: body(invoke_failed(
+                &callee,
+                &format!("the sidecar has no cluster %REQ({DEFAULT_CLUSTER_HEADER})% for this app"),
+            )),
+        });
+    }
+    mappers.push(ResponseMapper {
+        filter: AccessLogFilter {
+            response_flag_filter: ResponseFlagFilter {
+                flags: vec!["UF", "URX", "UH", "UO", "UT", "UC", "UR", "LR", "DC"],
+            },
+        },
+        status_code: None,
+        body_format_override: body(invoke_failed(
+            &callee,
+            "%LOCAL_REPLY_BODY% (%RESPONSE_FLAGS%)",
+        )),
+    });
+    LocalReplyConfig { mappers }
+}
+
+/// A listener with one HTTP connection manager. Every listener the project generates is made
+/// here, so each gets the same protections: paths normalized before any filter sees them,
+/// headers with underscores dropped, and a header-count limit.
+fn listener(
+    name: &str,
+    address: Address,
+    max_headers: u32,
+    routes: Vec<Route>,
+    http_filters: Vec<HttpFilter>,
+) -> Listener {
+    let hcm = HttpConnectionManager {
+        stat_prefix: name.to_string(),
+        normalize_path: true,
+        merge_slashes: true,
+        path_with_escaped_slashes_action: None,
+        common_http_protocol_options: HttpProtocolOptions {
+            headers_with_underscores_action: Some(HEADERS_WITH_UNDERSCORES),
+            max_headers_count: Some(max_headers),
+        },
+        http2_protocol_options: None,
+        local_reply_config: None,
+        route_config: RouteConfiguration {
+            name: name.to_string(),
+            virtual_hosts: vec![VirtualHost {
+                name: name.to_string(),
+                domains: vec!["*".into()],
+                routes,
+            }],
+        },
+        http_filters,
+    };
+    Listener {
+        name: name.to_string(),
+        address,
+        filter_chains: vec![FilterChain {
+            filters: vec![NetworkFilter {
+                name: "envoy.filters.network.http_connection_manager",
+                typed_config: TypedConfig::HttpConnectionManager(Box::new(hcm)),
+            }],
+            transport_socket: None,
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runfile::{parse, Sequential};
+    use serde_json::Value;
+
+    fn plan() -> Plan {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("x")).unwrap();
+        let text = "version: 1
+apps:
+  - appID: order-processor
+    appDirPath: x
+    appPort: 6001
+    command: [a]
+  - appID: checkout
+    appDirPath: x
+    command: [b]
+    appProtocol: grpc
+";
+        parse(text, "dapr.yaml", d.path(), &mut Sequential::default()).unwrap()
+    }
+
+    fn local(certs: bool) -> layout::Local {
+        layout::Local {
+            wasm: "/w/dapr_invoke.wasm".into(),
+            certs: certs.then(|| "/c".into()),
+        }
+    }
+
+    fn json_of(p: &Plan, i: usize, layout: &dyn Layout) -> Value {
+        serde_json::to_value(sidecar(p, &p.apps[i], layout).unwrap()).unwrap()
+    }
+
+    fn hcm(v: &Value, listener: usize) -> &Value {
+        &v["static_resources"]["listeners"][listener]["filter_chains"][0]["filters"][0]
+            ["typed_config"]
+    }
+
+    fn cluster_named<'a>(v: &'a Value, name: &str) -> &'a Value {
+        v["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn plugin_configs_are_the_filters_own_type_and_pass_its_checks() {
+        let p = plan();
+        let out = outbound_plugin(&p, &p.apps[1]);
+        out.check().unwrap();
+        let PluginConfig::Outbound(o) = &out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(o.app_id, "checkout");
+        assert_eq!(
+            o.apps.0,
+            [
+                (
+                    "order-processor".to_string(),
+                    TargetApp::cluster("to-order-processor")
+                ),
+                ("checkout".to_string(), TargetApp::cluster("to-checkout")),
+            ]
+        );
+        // What Envoy gets is exactly that value, serialized.
+        let v = json_of(&p, 1, &local(true));
+        let text = hcm(&v, 0)["http_filters"][0]["typed_config"]["config"]["configuration"]
+            ["value"]
+            .as_str()
+            .unwrap();
+        assert_eq!(serde_json::from_str::<PluginConfig>(text).unwrap(), out);
+        let text = hcm(&v, 1)["http_filters"][0]["typed_config"]["config"]["configuration"]
+            ["value"]
+            .as_str()
+            .unwrap();
+        assert_eq!(text, r#"{"mode":"inbound","app_id":"checkout"}"#);
+    }
+
+    #[test]
+    fn callee_sidecar_delivers_to_its_app() {
+        let p = plan();
+        let op = &p.apps[0];
+        let v = json_of(&p, 0, &local(false));
+        let listeners = v["static_resources"]["listeners"].as_array().unwrap();
+        assert_eq!(
+            listeners[0]["address"]["socket_address"]["port_value"],
+            op.http_port
+        );
+        assert_eq!(
+            listeners[1]["address"]["socket_address"]["port_value"],
+            op.inbound_port
+        );
+        let inbound = &hcm(&v, 1)["route_config"]["virtual_hosts"][0]["routes"][0];
+        assert_eq!(inbound["route"]["cluster"], LOCAL_APP_CLUSTER);
+        let local = cluster_named(&v, LOCAL_APP_CLUSTER);
+        assert_eq!(
+            local["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"]["port_value"],
+            6001
+        );
+        let http = &local["typed_extension_protocol_options"]
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        assert!(
+            http["explicit_http_config"]
+                .get("http_protocol_options")
+                .is_some(),
+            "http app: HTTP/1.1: {http}"
+        );
+        let wasm = &hcm(&v, 0)["http_filters"][0]["typed_config"]["config"];
+        assert_eq!(
+            wasm["vm_config"]["code"]["local"]["filename"],
+            "/w/dapr_invoke.wasm"
+        );
+        assert_eq!(wasm["failure_policy"], "FAIL_RELOAD");
+    }
+
+    #[test]
+    fn caller_without_app_port_answers_inbound_calls_with_a_dapr_error() {
+        let p = plan();
+        let v = json_of(&p, 1, &local(false));
+        let inbound = &hcm(&v, 1)["route_config"]["virtual_hosts"][0]["routes"][0];
+        assert_eq!(inbound["direct_response"]["status"], 500);
+        let body: Value = serde_json::from_str(
+            inbound["direct_response"]["body"]["inline_string"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(body["errorCode"], "ERR_DIRECT_INVOKE");
+        let names: Vec<&str> = v["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["to-order-processor", "to-checkout"]);
+    }
+
+    #[test]
+    fn with_a_mesh_every_hop_is_mutual_tls_pinned_to_the_peer() {
+        let p = plan();
+        let v = json_of(&p, 1, &local(true));
+        let to_op = cluster_named(&v, "to-order-processor");
+        let ctx = &to_op["transport_socket"]["typed_config"]["common_tls_context"];
+        assert_eq!(
+            ctx["tls_certificates"][0]["certificate_chain"]["filename"],
+            "/c/checkout.pem"
+        );
+        assert_eq!(
+            ctx["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+            "spiffe://public/ns/default/order-processor"
+        );
+        let inbound = &v["static_resources"]["listeners"][1]["filter_chains"][0]
+            ["transport_socket"]["typed_config"];
+        assert_eq!(inbound["require_client_certificate"], true);
+        assert_eq!(
+            inbound["common_tls_context"]["validation_context"]["trusted_ca"]["filename"],
+            "/c/ca.pem"
+        );
+        // The app's own hop stays plain, on loopback, as in Dapr.
+        assert!(v["static_resources"]["listeners"][0]["filter_chains"][0]
+            .get("transport_socket")
+            .is_none());
+    }
+
+    #[test]
+    fn targets_point_at_each_sidecars_inbound_port_and_nothing_collides() {
+        let p = plan();
+        let co = json_of(&p, 1, &local(false));
+        let to_op = cluster_named(&co, "to-order-processor");
+        assert_eq!(
+            to_op["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"]["port_value"],
+            p.apps[0].inbound_port
+        );
+        let mut listen = vec![];
+        for i in 0..p.apps.len() {
+            let v = json_of(&p, i, &local(false));
+            listen.push(v["admin"]["address"]["socket_address"]["port_value"].clone());
+            for l in v["static_resources"]["listeners"].as_array().unwrap() {
+                listen.push(l["address"]["socket_address"]["port_value"].clone());
+            }
+        }
+        let mut sorted: Vec<u64> = listen.iter().map(|p| p.as_u64().unwrap()).collect();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), listen.len(), "{listen:?}");
+        assert!(!sorted.contains(&6001));
+    }
+
+    #[test]
+    fn every_listener_of_every_layout_gets_the_same_protections() {
+        let p = plan();
+        let container = layout::Container {
+            name_template: "{app-id}-dapr".into(),
+        };
+        let layouts: [&dyn Layout; 3] = [&local(false), &local(true), &container];
+        for layout in layouts {
+            for i in 0..p.apps.len() {
+                let v = json_of(&p, i, layout);
+                for (n, l) in v["static_resources"]["listeners"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                {
+                    let h = hcm(&v, n);
+                    let name = &l["name"];
+                    assert_eq!(h["normalize_path"], true, "{name}");
+                    assert_eq!(h["merge_slashes"], true, "{name}");
+                    let opts = &h["common_http_protocol_options"];
+                    assert_eq!(
+                        opts["headers_with_underscores_action"], "DROP_HEADER",
+                        "{name}"
+                    );
+                    let max = opts["max_headers_count"].as_u64().unwrap();
+                    assert!(max >= u64::from(MAX_APP_HEADERS), "{name}");
+                    // What a sidecar sends on must fit what the next one accepts.
+                    if name == "outbound" {
+                        assert_eq!(max, u64::from(MAX_APP_HEADERS));
+                    } else {
+                        assert_eq!(max, u64::from(MAX_MESH_HEADERS));
+                    }
+                    for route in h["route_config"]["virtual_hosts"][0]["routes"]
+                        .as_array()
+                        .unwrap()
+                    {
+                        let removed = route["request_headers_to_remove"].as_array().unwrap();
+                        for header in [DEFAULT_CLUSTER_HEADER, API_TOKEN_HEADER] {
+                            assert!(removed.iter().any(|h| h == header), "{name}: {route}");
+                        }
+                        if name == "outbound" {
+                            assert!(removed.iter().any(|h| h == APP_ID_HEADER), "{route}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn in_containers_sidecars_find_each_other_by_name_on_daprs_ports() {
+        let p = plan();
+        let container = layout::Container {
+            name_template: "{app-id}-dapr".into(),
+        };
+        let v = json_of(&p, 1, &container);
+        let to_op = cluster_named(&v, "to-order-processor");
+        assert_eq!(to_op["type"], "STRICT_DNS");
+        assert_eq!(to_op["respect_dns_ttl"], true);
+        assert_eq!(to_op["lb_policy"], "LEAST_REQUEST");
+        assert_eq!(
+            to_op["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"],
+            serde_json::json!({"address": "order-processor-dapr", "port_value": 50002})
+        );
+        let listeners = &v["static_resources"]["listeners"];
+        assert_eq!(
+            listeners[0]["address"]["socket_address"],
+            serde_json::json!({"address": "127.0.0.1", "port_value": 3500})
+        );
+        assert_eq!(
+            listeners[1]["address"]["socket_address"],
+            serde_json::json!({"address": "0.0.0.0", "port_value": 50002})
+        );
+        assert_eq!(
+            hcm(&v, 0)["http_filters"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]
+                ["filename"],
+            "/etc/dapr-envoy/dapr_invoke.wasm"
+        );
+    }
+
+    #[test]
+    fn an_app_calling_itself_is_served_by_its_own_sidecar() {
+        let p = plan();
+        let v = json_of(&p, 0, &local(true));
+        let PluginConfig::Outbound(o) = outbound_plugin(&p, &p.apps[0]) else {
+            panic!()
+        };
+        assert_eq!(o.apps.0[0].1.cluster, LOCAL_APP_CLUSTER);
+        let names: Vec<&str> = v["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["to-checkout", LOCAL_APP_CLUSTER]);
+        // An app without a port has no app to serve it: its own inbound listener answers.
+        let PluginConfig::Outbound(o) = outbound_plugin(&p, &p.apps[1]) else {
+            panic!()
+        };
+        assert_eq!(o.apps.0[1].1.cluster, "to-checkout");
+    }
+}
