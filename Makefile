@@ -11,7 +11,7 @@ PY_REQS  := tests/requirements.txt samples/checkout/requirements.txt samples/ord
 .DEFAULT_GOAL := help
 RUNNER   := target/debug/dapr-envoy
 
-.PHONY: help setup wasm cli certs demo test unit integration lint validate clean
+.PHONY: help setup wasm cli certs generate demo test unit integration lint validate clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ cli: ## Build the runner: target/debug/dapr-envoy
 
 certs: cli ## Make the mesh CA and certificates the configs in envoy/ use (envoy/certs/, not committed)
 	@test -f envoy/certs/ca.pem || $(RUNNER) certs --out envoy/certs checkout order-processor
+
+generate: cli ## Regenerate envoy/*.yaml, envoy/compose/ and docker-compose.yaml from samples/dapr.yaml
+	DAPR_ENVOY=$(RUNNER) envoy/generate
 
 demo: wasm cli ## Run the quickstart: `dapr-envoy run -f samples/dapr.yaml`, 10 orders, then stop
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ENVOY_BIN=$(ENVOY) \

@@ -68,12 +68,12 @@ def plugin_config(n_apps: int) -> dict:
 
 
 def checkout(upstream_port: int, plugin: dict | None, wasm: Path | None = None) -> tuple[dict, int]:
-    """envoy/checkout-sidecar.yaml on free ports, every cluster pointing at the upstream."""
-    cfg = harness.load_config("checkout-sidecar.yaml")
+    """envoy/checkout.yaml on free ports, every cluster pointing at the upstream."""
+    cfg = harness.load_config("checkout.yaml")
     cfg = harness.remap_ports(cfg, {p: harness.free_port() for p in harness.shipped_ports(cfg)})
     template = harness.plain(cfg["static_resources"]["clusters"][0])
-    cfg["static_resources"]["clusters"] = [
-        harness.cluster_like(template, name, upstream_port) for name in CLUSTERS]
+    cfg = harness.replace_clusters(
+        cfg, [harness.cluster_like(template, name, upstream_port) for name in CLUSTERS])
     if plugin is not None:
         cfg = harness.set_plugin_config(cfg, "outbound", plugin)
     if wasm is not None:
@@ -119,17 +119,17 @@ def two_sidecars(upstream_port: int) -> tuple[dict, dict, int]:
     use every verb on /orders, so GET and POST cells both pass it."""
     import tempfile
     certs = harness.make_certs(Path(tempfile.mkdtemp(prefix="bench-certs-")), "checkout", "order-processor")
-    a = harness.use_certs(harness.load_config("checkout-sidecar.yaml"), certs)
-    b = harness.use_certs(harness.load_config("order-processor-sidecar.yaml"), certs)
+    a = harness.use_certs(harness.load_config("checkout.yaml"), certs)
+    b = harness.use_certs(harness.load_config("order-processor.yaml"), certs)
     ports = {p: harness.free_port() for p in harness.shipped_ports(a) | harness.shipped_ports(b)}
-    ports[6001] = upstream_port
+    ports[harness.cluster_port(b, harness.APP_CLUSTER)] = upstream_port
     a, b = harness.remap_ports(a, ports), harness.remap_ports(b, ports)
     plugin = harness.plugin_config(b, "inbound")
     for policy in plugin["access_control"]["policies"]:
         for op in policy["operations"]:
             op["httpVerb"] = ["*"]
     b = harness.set_plugin_config(b, "inbound", plugin)
-    return a, b, ports[3500]
+    return a, b, harness.listen_port(a, "outbound")
 
 
 def upstream_config() -> tuple[dict, int]:

@@ -79,14 +79,13 @@ class Sidecar:
 
 
 def checkout_sidecar_config(plugin: dict | str, upstreams: dict[str, Upstream]) -> tuple[dict, int]:
-    """envoy/checkout-sidecar.yaml on free ports, with `plugin` as the filter's configuration and
+    """envoy/checkout.yaml on free ports, with `plugin` as the filter's configuration and
     one cluster per upstream, named by its key. Returns the config and the outbound port."""
-    cfg = harness.load_config("checkout-sidecar.yaml")
+    cfg = harness.load_config("checkout.yaml")
     cfg = harness.remap_ports(cfg, {p: harness.free_port() for p in harness.shipped_ports(cfg)})
     template = harness.plain(cfg["static_resources"]["clusters"][0])
-    cfg["static_resources"]["clusters"] = [
-        harness.cluster_like(template, name, up.port) for name, up in upstreams.items()
-    ]
+    cfg = harness.replace_clusters(
+        cfg, [harness.cluster_like(template, name, up.port) for name, up in upstreams.items()])
     port = harness.listener(cfg, "outbound")["address"]["socket_address"]["port_value"]
     return harness.set_plugin_config(cfg, "outbound", plugin), port
 

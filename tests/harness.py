@@ -96,6 +96,23 @@ def listener(cfg: dict, name: str) -> dict:
     raise KeyError(f"no listener {name}")
 
 
+def listen_port(cfg: dict, listener_name: str) -> int:
+    return listener(cfg, listener_name)["address"]["socket_address"]["port_value"]
+
+
+def cluster_port(cfg: dict, name: str) -> int:
+    """The port of a cluster's (first) endpoint."""
+    for c in cfg["static_resources"]["clusters"]:
+        if c["name"] == name:
+            return c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+                "socket_address"]["port_value"]
+    raise KeyError(f"no cluster {name}")
+
+
+# The cluster of a sidecar's own app, in every generated config.
+APP_CLUSTER = "local-app"
+
+
 def hcm(cfg: dict, listener_name: str) -> dict:
     return listener(cfg, listener_name)["filter_chains"][0]["filters"][0]["typed_config"]
 
@@ -145,6 +162,18 @@ def plain(cluster: dict) -> dict:
     cluster.pop("transport_socket", None)
     cluster.pop("typed_extension_protocol_options", None)
     return cluster
+
+
+def replace_clusters(cfg: dict, clusters: list[dict]) -> dict:
+    """`cfg` with these clusters instead of its own, and without the outbound routes that name a
+    cluster it no longer has (the route that routes on the cluster header stays)."""
+    cfg = copy.deepcopy(cfg)
+    cfg["static_resources"]["clusters"] = clusters
+    names = {c["name"] for c in clusters}
+    for vh in hcm(cfg, "outbound")["route_config"]["virtual_hosts"]:
+        vh["routes"] = [r for r in vh["routes"]
+                        if "cluster" not in r.get("route", {}) or r["route"]["cluster"] in names]
+    return cfg
 
 
 def cluster_like(template: dict, name: str, port: int) -> dict:

@@ -68,17 +68,17 @@ class Callee:
 
 
 def start_callee(start_envoy, start_upstream, identities, acl) -> Callee:
-    cfg = harness.use_certs(harness.load_config("order-processor-sidecar.yaml"), identities["order-processor"])
+    cfg = harness.use_certs(harness.load_config("order-processor.yaml"), identities["order-processor"])
     mapping = {p: harness.free_port() for p in harness.shipped_ports(cfg)}
     app = start_upstream("order-processor")
-    mapping[6001] = app.port
+    mapping[harness.cluster_port(cfg, harness.APP_CLUSTER)] = app.port
     cfg = harness.remap_ports(cfg, mapping)
     plugin = harness.plugin_config(cfg, "inbound")
     if acl is not None:
         plugin["access_control"] = acl
     cfg = harness.set_plugin_config(cfg, "inbound", plugin)
     envoy = start_envoy(cfg, "order-processor-sidecar")
-    return Callee(mapping[50003], app, identities, envoy)
+    return Callee(harness.listen_port(cfg, "inbound"), app, identities, envoy)
 
 
 @pytest.fixture
@@ -178,17 +178,19 @@ def test_a_denial_reaches_the_calling_app_as_daprs_error(start_envoy, start_upst
     """Through both sidecars: checkout's GET is denied by order-processor's sidecar, and checkout
     gets Dapr's 403 JSON."""
     cfgs = {name: harness.use_certs(harness.load_config(name), identities["checkout"])
-            for name in ("checkout-sidecar.yaml", "order-processor-sidecar.yaml")}
+            for name in ("checkout.yaml", "order-processor.yaml")}
     mapping = {p: harness.free_port() for p in set().union(*(harness.shipped_ports(c) for c in cfgs.values()))}
     app = start_upstream("order-processor")
-    mapping[6001] = app.port
-    callee = harness.remap_ports(cfgs["order-processor-sidecar.yaml"], mapping)
+    mapping[harness.cluster_port(cfgs["order-processor.yaml"], harness.APP_CLUSTER)] = app.port
+    callee = harness.remap_ports(cfgs["order-processor.yaml"], mapping)
     plugin = dict(harness.plugin_config(callee, "inbound"), access_control=ORDERS_ONLY)
     start_envoy(harness.set_plugin_config(callee, "inbound", plugin), "order-processor-sidecar")
-    start_envoy(harness.remap_ports(cfgs["checkout-sidecar.yaml"], mapping), "checkout-sidecar")
+    caller = harness.remap_ports(cfgs["checkout.yaml"], mapping)
+    start_envoy(caller, "checkout-sidecar")
+    port = harness.listen_port(caller, "outbound")
     op = {"dapr-app-id": "order-processor"}
-    assert harness.request(mapping[3500], "POST", "/orders", op, b"{}")[0] == 200
-    status, headers, body = harness.request(mapping[3500], "GET", "/orders", op)
+    assert harness.request(port, "POST", "/orders", op, b"{}")[0] == 200
+    status, headers, body = harness.request(port, "GET", "/orders", op)
     assert status == 403, body
     assert headers["content-type"] == "application/json"
     assert json.loads(body)["message"] == (

@@ -12,7 +12,7 @@ import pytest
 
 import harness
 
-CONFIGS = ("checkout-sidecar.yaml", "order-processor-sidecar.yaml")
+CONFIGS = ("checkout.yaml", "order-processor.yaml")
 
 
 @dataclass
@@ -25,18 +25,25 @@ class Mesh:
     callee: harness.Envoy
 
 
-def start_mesh(start_envoy, start_upstream, certs: Path, callee_certs: Path | None = None) -> Mesh:
+def start_mesh(start_envoy, start_upstream, certs: Path, callee_certs: Path | None = None,
+               retries: bool = True) -> Mesh:
+    """The shipped sidecars on free ports. Without `retries`, the caller does not retry (the
+    samples' Dapr policy retries a failed call every 5 s, 10 times)."""
     cfgs = {name: harness.load_config(name) for name in CONFIGS}
     ports = set().union(*(harness.shipped_ports(c) for c in cfgs.values()))
     mapping = {p: harness.free_port() for p in ports}
     app = start_upstream("order-processor")
-    mapping[6001] = app.port
-    checkout = harness.use_certs(harness.remap_ports(cfgs["checkout-sidecar.yaml"], mapping), certs)
-    processor = harness.use_certs(harness.remap_ports(cfgs["order-processor-sidecar.yaml"], mapping),
+    mapping[harness.cluster_port(cfgs["order-processor.yaml"], harness.APP_CLUSTER)] = app.port
+    checkout = harness.use_certs(harness.remap_ports(cfgs["checkout.yaml"], mapping), certs)
+    if not retries:
+        for route in harness.hcm(checkout, "outbound")["route_config"]["virtual_hosts"][0]["routes"]:
+            route.get("route", {}).pop("retry_policy", None)
+    processor = harness.use_certs(harness.remap_ports(cfgs["order-processor.yaml"], mapping),
                                   callee_certs or certs)
     callee = start_envoy(processor, "order-processor-sidecar")
     caller = start_envoy(checkout, "checkout-sidecar")
-    return Mesh(mapping[3500], mapping[50003], app, certs, caller, callee)
+    return Mesh(harness.listen_port(checkout, "outbound"), harness.listen_port(processor, "inbound"),
+                app, certs, caller, callee)
 
 
 def https_post(port: int, ctx: ssl.SSLContext, headers: dict | None = None):
@@ -73,7 +80,7 @@ def test_calls_between_sidecars_go_over_mutual_tls(mesh):
     assert json.loads(body)["headers"]["dapr-caller-app-id"] == "checkout"
     # Both ends count a completed TLS handshake, and the callee saw a client certificate.
     caller, callee = mesh.caller.stats(), mesh.callee.stats()
-    assert caller["cluster.order-processor.ssl.handshake"] == 1
+    assert caller["cluster.to-order-processor.ssl.handshake"] == 1
     inbound = f"listener.127.0.0.1_{mesh.inbound}"
     assert callee[f"{inbound}.ssl.handshake"] == 1
     assert callee[f"{inbound}.ssl.no_certificate"] == 0
@@ -111,7 +118,7 @@ def test_the_caller_refuses_a_callee_that_is_not_who_it_should_be(start_envoy, s
     imposter = harness.make_certs(tmp_path / "imposter", "checkout", "order-processor")
     (imposter / "order-processor.pem").write_bytes((imposter / "checkout.pem").read_bytes())
     (imposter / "order-processor.key").write_bytes((imposter / "checkout.key").read_bytes())
-    mesh = start_mesh(start_envoy, start_upstream, imposter, callee_certs=imposter)
+    mesh = start_mesh(start_envoy, start_upstream, imposter, callee_certs=imposter, retries=False)
     status, _, body = harness.request(mesh.outbound, "POST", "/orders", {"dapr-app-id": "order-processor"}, b"{}")
     assert status == 503, body
     assert not mesh.app.requests

@@ -8,7 +8,7 @@ import sys
 import harness
 
 SAMPLES = harness.ROOT / "samples"
-CONFIGS = ("checkout-sidecar.yaml", "order-processor-sidecar.yaml")
+CONFIGS = ("checkout.yaml", "order-processor.yaml")
 
 
 def test_checkout_orders_reach_order_processor(start_envoy, tmp_path, mesh_certs):
@@ -16,25 +16,29 @@ def test_checkout_orders_reach_order_processor(start_envoy, tmp_path, mesh_certs
     # One mapping for both files: a port one sidecar listens on and the other dials stays shared.
     ports = set().union(*(harness.shipped_ports(c) for c in cfgs.values()))
     mapping = {p: harness.free_port() for p in ports}
+    cfgs = {name: harness.remap_ports(cfg, mapping) for name, cfg in cfgs.items()}
     for name, cfg in cfgs.items():
-        start_envoy(harness.remap_ports(cfg, mapping), name.removesuffix(".yaml"))
+        start_envoy(cfg, name.removesuffix(".yaml"))
+    app_port = harness.cluster_port(cfgs["order-processor.yaml"], harness.APP_CLUSTER)
+    processor_http = harness.listen_port(cfgs["order-processor.yaml"], "outbound")
+    checkout_http = harness.listen_port(cfgs["checkout.yaml"], "outbound")
 
     env = dict(os.environ, PYTHONUNBUFFERED="1", ORDER_INTERVAL_SECONDS="0")
     app_log = open(tmp_path / "order-processor.out", "w+")
     processor = subprocess.Popen(
         [sys.executable, "app.py"], cwd=SAMPLES / "order-processor", stdout=app_log, stderr=subprocess.STDOUT,
-        env=dict(env, APP_ID="order-processor", APP_PORT=str(mapping[6001]), DAPR_HTTP_PORT=str(mapping[3501])))
+        env=dict(env, APP_ID="order-processor", APP_PORT=str(app_port), DAPR_HTTP_PORT=str(processor_http)))
     try:
-        harness.wait_for_port(mapping[6001], proc=processor)
+        harness.wait_for_port(app_port, proc=processor)
         checkout = subprocess.run(
             [sys.executable, "app.py"], cwd=SAMPLES / "checkout", capture_output=True, timeout=60,
-            env=dict(env, APP_ID="checkout", DAPR_HTTP_PORT=str(mapping[3500])))
+            env=dict(env, APP_ID="checkout", DAPR_HTTP_PORT=str(checkout_http)))
         assert checkout.returncode == 0, checkout.stderr.decode()
         assert checkout.stdout.decode().splitlines() == [
             f'Order passed: {{"orderId": {i}}}' for i in range(1, 11)]
 
         # order-processor's own sidecar routes to itself by id, as Dapr does.
-        status, _, body = harness.request(mapping[3501], "POST", "/v1.0/invoke/order-processor/method/orders",
+        status, _, body = harness.request(processor_http, "POST", "/v1.0/invoke/order-processor/method/orders",
                                           {"content-type": "application/json"}, b'{"orderId": 99}')
         assert (status, json.loads(body)) == (200, {"success": True})
     finally:

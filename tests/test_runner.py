@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import yaml
+
 import harness
 from harness import RUNNER, Run, assert_nothing_left, survivors
 
@@ -164,7 +166,7 @@ def test_generated_configs_load_in_envoy(tmp_path):
     out = subprocess.run([str(RUNNER), "config", "-f", str(tmp_path / "dapr.yaml"), "--out", str(tmp_path / "out")],
                          capture_output=True, text=True, check=True)
     written = out.stdout.split()
-    assert [Path(p).name for p in written] == ["order-processor.envoy.json", "checkout.envoy.json"]
+    assert [Path(p).name for p in written] == ["order-processor.yaml", "checkout.yaml"]
     for path in written:
         proc = subprocess.run([harness.envoy_bin(), "--mode", "validate", "-c", path], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -175,9 +177,9 @@ def test_the_samples_run_file_with_daprs_resiliency_policy_loads_in_envoy(tmp_pa
     out = subprocess.run([str(RUNNER), "config", "-f", str(SAMPLES / "dapr.yaml"), "--out", str(tmp_path)],
                          capture_output=True, text=True, check=True)
     assert 'retry policy "retryForever" retries forever in Dapr' in out.stderr
-    checkout = json.loads((tmp_path / "checkout.envoy.json").read_text())
+    checkout = yaml.safe_load((tmp_path / "checkout.yaml").read_text())
     to_op = next(c for c in checkout["static_resources"]["clusters"] if c["name"] == "to-order-processor")
     assert to_op["outlier_detection"]["consecutive_5xx"] == 5
-    proc = subprocess.run([harness.envoy_bin(), "--mode", "validate", "-c", str(tmp_path / "checkout.envoy.json")],
+    proc = subprocess.run([harness.envoy_bin(), "--mode", "validate", "-c", str(tmp_path / "checkout.yaml")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
