@@ -1,54 +1,64 @@
-//! `spec.accessControl` as written: the serde model of Dapr's configuration, in Dapr's camelCase.
-//! Nothing here is validated; `validate` does that.
+//! `spec.accessControl` as written: the serde model of Dapr's configuration, in Dapr's camelCase,
+//! both ways (read from a plugin configuration, written by a generator). Nothing here is
+//! validated; `validate` does that.
 
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `spec.accessControl` as written, in Dapr's camelCase shape. Every field is optional here so
 /// that validation, not serde, reports what is missing, with the field's full path.
 ///
 /// To embed it in another serde struct, use [`deserialize_optional`] so that only a JSON object
-/// (never an array of the fields in order) is read as one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// (never an array of the fields in order) is read as one. Serialized, it is the same object:
+/// the keys Dapr writes, and absent fields left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawAccessControl {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_action: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_domain: Option<String>,
-    #[serde(default, deserialize_with = "objects")]
+    #[serde(
+        default,
+        deserialize_with = "objects",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub policies: Vec<RawPolicy>,
 }
 
 /// One entry of `policies`: what one calling app may do.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawPolicy {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_action: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_domain: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    #[serde(default, deserialize_with = "objects")]
+    #[serde(
+        default,
+        deserialize_with = "objects",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub operations: Vec<RawOperation>,
 }
 
 /// One entry of a policy's `operations`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawOperation {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_verb: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
 }
 
@@ -130,5 +140,38 @@ mod tests {
         assert!(serde_json::from_str::<Outer>(r#"{"access_control": ["deny"]}"#).is_err());
         let e = AccessControl::try_from(RawAccessControl::default()).unwrap_err();
         assert_eq!(e.field, "");
+    }
+
+    /// What a generator writes is what Dapr writes, and reads back as the same value.
+    #[test]
+    fn serializes_as_dapr_writes_it() {
+        let dapr = r#"{"defaultAction":"deny","trustDomain":"public","policies":[{"appId":"checkout","defaultAction":"deny","trustDomain":"public","namespace":"default","operations":[{"name":"/orders","httpVerb":["POST"],"action":"allow"},{"name":"/admin","action":"deny"}]}]}"#;
+        let raw: RawAccessControl = serde_json::from_str(dapr).unwrap();
+        assert_eq!(serde_json::to_string(&raw).unwrap(), dapr);
+        let written = RawAccessControl {
+            default_action: Some("allow".into()),
+            policies: vec![RawPolicy {
+                app_id: Some("checkout".into()),
+                operations: vec![RawOperation {
+                    http_verb: Some(vec![]),
+                    ..RawOperation::default()
+                }],
+                ..RawPolicy::default()
+            }],
+            ..RawAccessControl::default()
+        };
+        let json = serde_json::to_string(&written).unwrap();
+        assert_eq!(
+            json,
+            r#"{"defaultAction":"allow","policies":[{"appId":"checkout","operations":[{"httpVerb":[]}]}]}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<RawAccessControl>(&json).unwrap(),
+            written
+        );
+        assert_eq!(
+            serde_json::to_string(&RawAccessControl::default()).unwrap(),
+            "{}"
+        );
     }
 }
