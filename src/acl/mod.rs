@@ -40,9 +40,6 @@ use pattern::{matches, verb_bit, Operation};
 use raw::Object;
 use serde::Deserialize;
 
-/// The trust domain of a sidecar whose configuration names none, as in Dapr.
-pub const DEFAULT_TRUST_DOMAIN: &str = "public";
-
 /// Longest piece of request input (a method) echoed into a denial reason.
 const MAX_ECHO: usize = 32;
 
@@ -62,13 +59,6 @@ impl Action {
             Some(Action::Deny)
         } else {
             None
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Allow => "allow",
-            Action::Deny => "deny",
         }
     }
 }
@@ -112,7 +102,6 @@ struct Policy {
 #[derive(Debug, Clone)]
 pub struct AccessControl {
     default_action: Action,
-    trust_domain: String,
     /// namespace → app id → policy.
     policies: HashMap<String, HashMap<String, Policy>>,
 }
@@ -127,24 +116,18 @@ pub enum Verdict {
     },
 }
 
-impl Verdict {
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Verdict::Allow)
-    }
-}
-
 impl AccessControl {
     /// Parses and validates the value of Dapr's `spec.accessControl`, as JSON.
     ///
     /// ```
-    /// use dapr_invoke::acl::{AccessControl, Caller};
+    /// use dapr_invoke::acl::{AccessControl, Caller, Verdict};
     /// let acl = AccessControl::from_json(br#"{"defaultAction": "deny", "policies": [
     ///     {"appId": "checkout", "trustDomain": "public", "namespace": "default",
     ///      "operations": [{"name": "/orders/*", "httpVerb": ["GET"], "action": "allow"}]}]}"#,
     /// ).unwrap();
     /// let checkout = Caller { trust_domain: "public", namespace: "default", app_id: "checkout" };
-    /// assert!(acl.check(&checkout, "GET", "/orders/17?full=1").is_allowed());
-    /// assert!(!acl.check(&checkout, "DELETE", "/orders/17").is_allowed());
+    /// assert_eq!(acl.check(&checkout, "GET", "/orders/17?full=1"), Verdict::Allow);
+    /// assert_ne!(acl.check(&checkout, "DELETE", "/orders/17"), Verdict::Allow);
     /// ```
     pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -153,16 +136,6 @@ impl AccessControl {
             .map_err(|e| format!("invalid access control configuration: {e}"))?;
         AccessControl::try_from(raw)
             .map_err(|e| format!("invalid access control configuration: {e}"))
-    }
-
-    /// This sidecar's own trust domain (`public` unless configured).
-    pub fn trust_domain(&self) -> &str {
-        &self.trust_domain
-    }
-
-    /// The global default action.
-    pub fn default_action(&self) -> Action {
-        self.default_action
     }
 
     /// Decides whether `caller` may call `method` on `path` (the raw `:path`, query included).
@@ -225,15 +198,6 @@ impl AccessControl {
                 echo(method)
             ),
         )
-    }
-
-    /// Decides for a caller whose identity could not be verified: the global default, as in
-    /// Dapr. A path that cannot be normalized is denied all the same.
-    pub fn check_unverified(&self, path: &str) -> Verdict {
-        if let Err(e) = normalize_operation(path) {
-            return deny(format!("the request path is refused: {e}"));
-        }
-        self.global(format_args!("the caller's identity is not verified"))
     }
 
     fn global(&self, why: fmt::Arguments<'_>) -> Verdict {
@@ -323,8 +287,7 @@ mod tests {
     #[test]
     fn daprs_own_test_cases() {
         let a = acl(DAPR_FIXTURE);
-        assert_eq!(a.trust_domain(), "abcd");
-        assert_eq!(a.default_action(), Action::Deny);
+        assert_eq!(a.default_action, Action::Deny);
         let app1 = caller("public", "ns1", "app1");
         let app2 = caller("domain1", "ns2", "app2");
         let app3 = caller("domain1", "ns1", "app3");
@@ -416,13 +379,6 @@ mod tests {
                     "",
                 ),
             ],
-        );
-        assert_eq!(
-            a.check_unverified("/op1"),
-            Verdict::Deny {
-                reason: "the caller's identity is not verified; global defaultAction is deny"
-                    .into()
-            }
         );
     }
 
@@ -680,10 +636,8 @@ mod tests {
         );
         // A refused path is denied even where everything is allowed.
         let open = acl(r#"{"defaultAction": "allow"}"#);
-        assert!(open.check(&c, "GET", "/x").is_allowed());
-        assert!(!open.check(&c, "GET", "/x%2Fy").is_allowed());
-        assert!(!open.check_unverified("/x%2Fy").is_allowed());
-        assert!(open.check_unverified("/x").is_allowed());
+        assert_eq!(open.check(&c, "GET", "/x"), Verdict::Allow);
+        assert_ne!(open.check(&c, "GET", "/x%2Fy"), Verdict::Allow);
     }
 
     #[test]
@@ -693,30 +647,32 @@ mod tests {
             r#"{"policies": [{"appId": "a", "trustDomain": "public", "namespace": "d",
             "defaultAction": "ALLOW"}]}"#,
         );
-        assert_eq!(a.default_action(), Action::Deny);
-        assert_eq!(a.trust_domain(), DEFAULT_TRUST_DOMAIN);
-        assert!(a
-            .check(&caller("public", "d", "a"), "GET", "/x")
-            .is_allowed());
-        assert!(!a
-            .check(&caller("public", "d", "b"), "GET", "/x")
-            .is_allowed());
+        assert_eq!(a.default_action, Action::Deny);
+        assert_eq!(
+            a.check(&caller("public", "d", "a"), "GET", "/x"),
+            Verdict::Allow
+        );
+        assert_ne!(
+            a.check(&caller("public", "d", "b"), "GET", "/x"),
+            Verdict::Allow
+        );
         // Trust domains are compared in lower case.
         let a = acl(
             r#"{"defaultAction": "Deny", "trustDomain": "My.Domain", "policies": [
             {"appId": "a", "trustDomain": "Other", "namespace": "d", "defaultAction": "allow"}]}"#,
         );
-        assert_eq!(a.trust_domain(), "my.domain");
-        assert!(a
-            .check(&caller("other", "d", "a"), "GET", "/x")
-            .is_allowed());
+        assert_eq!(
+            a.check(&caller("other", "d", "a"), "GET", "/x"),
+            Verdict::Allow
+        );
         // Names without a leading '/' get one, as in Dapr.
         let a = acl(r#"{"defaultAction": "allow", "policies": [{"appId": "a",
             "trustDomain": "public", "namespace": "d",
             "operations": [{"name": "op1", "httpVerb": ["*"], "action": "deny"}]}]}"#);
-        assert!(!a
-            .check(&caller("public", "d", "a"), "GET", "/op1")
-            .is_allowed());
+        assert_ne!(
+            a.check(&caller("public", "d", "a"), "GET", "/op1"),
+            Verdict::Allow
+        );
     }
 
     /// Deterministic fuzz: arbitrary bytes, biased towards the characters that matter, never
@@ -771,7 +727,6 @@ mod tests {
             ] {
                 let _ = a.check(&c, &s, &path);
             }
-            let _ = a.check_unverified(&path);
             let _ = parse_spiffe_id(&s);
             let _ = parse_spiffe_id(&format!("spiffe://{s}"));
             let _ = AccessControl::from_json(&bytes);

@@ -132,7 +132,7 @@ mod tests {
         let o: Outer =
             serde_json::from_str(r#"{"access_control": {"defaultAction": "deny"}}"#).unwrap();
         let a = AccessControl::try_from(o.access_control.unwrap()).unwrap();
-        assert_eq!(a.default_action(), Action::Deny);
+        assert_eq!(a.default_action, Action::Deny);
         let o: Outer = serde_json::from_str("{}").unwrap();
         assert!(o.access_control.is_none());
         let o: Outer = serde_json::from_str(r#"{"access_control": null}"#).unwrap();

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::pattern::{segments, Operation, Seg, VERBS};
 use super::raw::{RawAccessControl, RawOperation};
 use super::spiffe::check_trust_domain;
-use super::{AccessControl, AclError, Action, Policy, DEFAULT_TRUST_DOMAIN};
+use super::{AccessControl, AclError, Action, Policy};
 use crate::ids::validate_name;
 
 impl TryFrom<RawAccessControl> for AccessControl {
@@ -25,10 +25,11 @@ impl TryFrom<RawAccessControl> for AccessControl {
             Some(a) => parse_action(a, "defaultAction")?,
             None => Action::Deny,
         };
-        let trust_domain = match &raw.trust_domain {
-            Some(td) => parse_trust_domain(td, "trustDomain")?,
-            None => DEFAULT_TRUST_DOMAIN.to_string(),
-        };
+        // The sidecar's own trust domain plays no part in matching (its certificate carries
+        // it); it is validated so that a typo is refused rather than ignored.
+        if let Some(td) = &raw.trust_domain {
+            parse_trust_domain(td, "trustDomain")?;
+        }
 
         let mut policies: HashMap<String, HashMap<String, Policy>> = HashMap::new();
         let mut claimed: HashMap<(String, String), usize> = HashMap::new();
@@ -83,7 +84,6 @@ impl TryFrom<RawAccessControl> for AccessControl {
         }
         Ok(AccessControl {
             default_action,
-            trust_domain,
             policies,
         })
     }
