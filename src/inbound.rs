@@ -23,10 +23,9 @@ pub enum Decision<'a> {
 }
 
 /// The access-control check for a request the sidecar forwards: the policy's verdict on the
-/// operation, and the app must receive the operation that was checked. A path whose normal form
-/// differs from what would be forwarded (dot segments, `//`, escapes that decode to something
-/// else) is refused rather than checked in one form and delivered in another; a trailing `/`
-/// is the one difference allowed, as the policy treats `/orders/` as `/orders`.
+/// operation. The app receives the `:path` as sent, so the policy refuses any path the app could
+/// read as another one (dot and empty segments, escapes that decode to something else); see
+/// [`crate::acl::normalize_operation`], the one owner of that rule.
 ///
 /// ```
 /// use dapr_invoke::acl::AccessControl;
@@ -42,42 +41,10 @@ pub fn authorize(
     method: &str,
     path: &str,
 ) -> Result<(), String> {
-    let forwarded = path.split('?').next().unwrap_or_default();
-    let segments = forwarded.strip_prefix('/').unwrap_or(forwarded);
-    let last = segments.split('/').count().saturating_sub(1);
-    for (i, segment) in segments.split('/').enumerate() {
-        // A `.` or `..` segment (however encoded) or an empty one (`//`) means the policy would
-        // check a different path than the app resolves; a trailing `/` is the exception. Other
-        // encodings the policy cannot match are refused by `check` itself.
-        if (segment.is_empty() && i != last) || is_dot_segment(segment) {
-            return Err(format!(
-                "the path {forwarded:?} is not in normal form; refused so that the app receives what was checked"
-            ));
-        }
-    }
     match acl.check(caller, method, path) {
         Verdict::Allow => Ok(()),
         Verdict::Deny { reason } => Err(reason),
     }
-}
-
-/// `.` or `..`, literally or percent-encoded (`%2e`, `%2E`), without allocating.
-fn is_dot_segment(mut segment: &str) -> bool {
-    let mut dots = 0;
-    while !segment.is_empty() {
-        segment = if let Some(rest) = segment.strip_prefix('.') {
-            rest
-        } else if segment
-            .get(..3)
-            .is_some_and(|p| p.eq_ignore_ascii_case("%2e"))
-        {
-            segment.get(3..).unwrap_or_default()
-        } else {
-            return false;
-        };
-        dots += 1;
-    }
-    (1..=2).contains(&dots)
 }
 
 /// Decides one inbound request for the app `callee`. `authorize` is the access-control check:
@@ -197,16 +164,6 @@ mod tests {
             "/orders//",
         ] {
             assert!(authorize(&acl, &c, "GET", bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn dot_segments() {
-        for dot in [".", "..", "%2e", "%2E.", "%2e%2E"] {
-            assert!(is_dot_segment(dot), "{dot}");
-        }
-        for not in ["", "...", "a", ".a", "%2e%2e%2e", "%2", "%2f", ".%2"] {
-            assert!(!is_dot_segment(not), "{not}");
         }
     }
 

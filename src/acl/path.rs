@@ -1,20 +1,27 @@
 //! The request path as access control sees it.
 
-/// The request path as access control sees it, from the raw `:path`:
+/// The request path as access control sees it, from the raw `:path`; or why it is refused.
+///
+/// This is the one place that decides which paths can be checked at all. The app receives the
+/// `:path` as sent, so the policy may only match a path the app cannot read as another one:
 ///
 /// - the query string (from the first `?`) is dropped; Dapr never matches on it;
 /// - `%XX` is decoded once; an escape that is malformed, or decodes to `/`, `\`, `%`, `?`, `#`,
 ///   `;` or a control character, refuses the path, as does a raw `#`, `\`, `;` or control
 ///   character, or bytes that are not UTF-8 once decoded;
-/// - empty and `.` segments are dropped and `..` removes the segment before it, never going
-///   above the root, and a trailing `/` is dropped (Go's `path.Clean`, as Dapr uses).
+/// - a `.` or `..` segment (literal or encoded) and an empty segment (`//`) refuse the path:
+///   the app would resolve or merge them into a path other than the one checked. Envoy's
+///   `normalize_path` and `merge_slashes` rewrite most such paths before the filter sees them;
+///   whatever is left is ambiguous, and refused rather than resolved;
+/// - a trailing `/` is dropped: `/orders/` is the operation `/orders`, as in Dapr.
 ///
 /// Letter case is kept here; matching compares lowercased, as Dapr does for HTTP.
 ///
 /// ```
 /// use dapr_invoke::acl::normalize_operation;
-/// assert_eq!(normalize_operation("/a//b/./c/../d/?x=/e").unwrap(), "/a/b/d");
-/// assert_eq!(normalize_operation("/%2e%2e/../Orders%20x").unwrap(), "/Orders x");
+/// assert_eq!(normalize_operation("/Orders%20x/7/?y=/../z").unwrap(), "/Orders x/7");
+/// assert!(normalize_operation("/public/../admin").is_err());
+/// assert!(normalize_operation("/public/%2e%2e/admin").is_err());
 /// assert!(normalize_operation("/admin%2F..%2Fpublic").is_err());
 /// ```
 pub fn normalize_operation(path: &str) -> Result<String, String> {
@@ -46,23 +53,23 @@ pub fn normalize_operation(path: &str) -> Result<String, String> {
         };
         decoded.push(b);
     }
-    let decoded =
+    let mut decoded =
         String::from_utf8(decoded).map_err(|_| "is not UTF-8 once decoded".to_string())?;
-    let mut out = String::with_capacity(decoded.len());
-    for seg in decoded.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => out.truncate(out.rfind('/').unwrap_or(0)),
-            s => {
-                out.push('/');
-                out.push_str(s);
-            }
+    let mut segments = decoded.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        if segment == "." || segment == ".." {
+            return Err(format!(
+                "has a {segment:?} segment, which the app would resolve to another path"
+            ));
+        }
+        if segment.is_empty() && segments.peek().is_some() {
+            return Err("has an empty segment ('//'), which the app may merge".into());
         }
     }
-    if out.is_empty() {
-        out.push('/');
+    if decoded.len() > 1 && decoded.ends_with('/') {
+        decoded.pop();
     }
-    Ok(out)
+    Ok(decoded)
 }
 
 /// Bytes no path may carry, raw or encoded: `#` (a fragment), `\` (a separator to some servers),
@@ -87,20 +94,16 @@ mod tests {
             ("/", "/"),
             ("/a", "/a"),
             ("/a/", "/a"),
-            ("//a//b//", "/a/b"),
-            ("/a/./b/.", "/a/b"),
-            ("/a/b/..", "/a"),
-            ("/..", "/"),
-            ("/../..", "/"),
-            ("/a/../../b", "/b"),
-            ("/a/%2e%2e/b", "/b"),
-            ("/a/%2E/b", "/a/b"),
+            ("/a/b", "/a/b"),
             ("/a/...", "/a/..."),
             ("/a/..b", "/a/..b"),
+            ("/a/.b", "/a/.b"),
+            ("/a/%2e%2e%2e", "/a/..."),
             ("/Orders%20Big", "/Orders Big"),
             ("/caf%C3%A9", "/café"),
             ("/café", "/café"),
             ("/a?b/../../c", "/a"),
+            ("/a?", "/a"),
             ("/a*b", "/a*b"),
         ];
         for (raw, want) in ok {
@@ -127,6 +130,20 @@ mod tests {
             ("/a%g0", "two hex digits"),
             ("/a%C3", "not UTF-8"),
             ("/a%C3%28", "not UTF-8"),
+            // Dot segments, however encoded, and empty segments are refused, never resolved.
+            ("/.", "\".\" segment"),
+            ("/..", "\"..\" segment"),
+            ("/a/b/..", "\"..\" segment"),
+            ("/a/./b", "\".\" segment"),
+            ("/a/../../b", "\"..\" segment"),
+            ("/a/%2e%2e/b", "\"..\" segment"),
+            ("/a/%2E/b", "\".\" segment"),
+            ("/a/.%2E/b", "\"..\" segment"),
+            ("/a/%2e./b", "\"..\" segment"),
+            ("//a", "empty segment"),
+            ("/a//b", "empty segment"),
+            ("/a//", "empty segment"),
+            ("//", "empty segment"),
         ];
         for (raw, want) in bad {
             match normalize_operation(raw) {

@@ -167,13 +167,14 @@ pub(super) fn segments(name: &str) -> Result<Vec<Seg>, String> {
         segs.push(match seg {
             "" => {
                 return Err(format!(
-                    "{name:?} has an empty segment ('//' or a trailing '/'); request paths are \
-                     matched with both removed"
+                    "{name:?} has an empty segment ('//' or a trailing '/'); a request path \
+                     with '//' is refused, and one with a trailing '/' matched without it"
                 ))
             }
             "." | ".." => {
                 return Err(format!(
-                    "{name:?} has a {seg:?} segment; request paths are matched with those resolved"
+                    "{name:?} has a {seg:?} segment; a request path with one is refused, so \
+                     this would never match"
                 ))
             }
             "*" => Seg::One,
