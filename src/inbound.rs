@@ -19,7 +19,12 @@ pub struct Request<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision<'a> {
     Deliver(Caller<'a>),
-    Reject(DaprError),
+    /// Answer with `error`. `why` is for the log, where the error does not say it all: the
+    /// policy's reason for a denial, which the caller is not told.
+    Reject {
+        error: DaprError,
+        why: Option<String>,
+    },
 }
 
 /// The access-control check for a request the sidecar forwards: the policy's verdict on the
@@ -55,30 +60,36 @@ pub fn decide<'a>(
     authorize: impl FnOnce(&Caller<'a>, &str, &str) -> Result<(), String>,
 ) -> Decision<'a> {
     let Some(uri) = req.peer_uri_san.filter(|u| !u.is_empty()) else {
-        return Decision::Reject(DaprError::unauthenticated(
-            callee,
-            "no verified client certificate (the inbound listener must require mutual TLS)",
-        ));
+        return Decision::Reject {
+            error: DaprError::unauthenticated(
+                callee,
+                "no verified client certificate (the inbound listener must require mutual TLS)",
+            ),
+            why: None,
+        };
     };
     // A certificate may carry several URI SANs; Envoy lists them comma-separated.
     let mut ids = uri.split(',').map(str::trim).filter_map(parse_spiffe_id);
     let (Some(caller), None) = (ids.next(), ids.next()) else {
-        return Decision::Reject(DaprError::unauthenticated(
-            callee,
-            "the client certificate does not name exactly one app SPIFFE id",
-        ));
+        return Decision::Reject {
+            error: DaprError::unauthenticated(
+                callee,
+                "the client certificate does not name exactly one app SPIFFE id",
+            ),
+            why: None,
+        };
     };
     match authorize(&caller, req.method, req.path) {
         Ok(()) => Decision::Deliver(caller),
-        Err(reason) => {
-            log::debug!("inbound call denied: {reason}");
-            Decision::Reject(DaprError::permission_denied(
+        Err(reason) => Decision::Reject {
+            error: DaprError::permission_denied(
                 callee,
                 uri,
                 req.path.split('?').next().unwrap_or_default(),
                 req.method,
-            ))
-        }
+            ),
+            why: Some(reason),
+        },
     }
 }
 
@@ -117,7 +128,11 @@ mod tests {
                 method: "GET",
                 path: "/x",
             };
-            let Decision::Reject(e) = decide("op", &req, allow) else {
+            let Decision::Reject {
+                error: e,
+                why: None,
+            } = decide("op", &req, allow)
+            else {
                 panic!("{peer:?}")
             };
             assert_eq!(e.status, 401, "{peer:?}");
@@ -130,9 +145,11 @@ mod tests {
             method: "DELETE",
             path: "/orders/7?force=1",
         };
-        let Decision::Reject(e) = decide("op", &req, |_, _, _| Err("policy".into())) else {
+        let Decision::Reject { error: e, why } = decide("op", &req, |_, _, _| Err("policy".into()))
+        else {
             panic!()
         };
+        assert_eq!(why.as_deref(), Some("policy"));
         assert_eq!(e.status, 403);
         assert_eq!(
             e.message,
