@@ -30,6 +30,12 @@ const CALLEE_APP_ID: &str = "dapr-callee-app-id";
 /// Envoy's property with the URI SANs of the verified client certificate, comma-separated.
 const PEER_URI_SAN: [&str; 2] = ["connection", "uri_san_peer_certificate"];
 
+/// The features this build was compiled with, for the version line.
+#[cfg(feature = "fault-injection")]
+const FEATURES: &str = "fault-injection";
+#[cfg(not(feature = "fault-injection"))]
+const FEATURES: &str = "none";
+
 /// A host call that failed, with the host's status, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostError(pub String);
@@ -79,6 +85,11 @@ pub fn on_request_headers<H: Host>(host: &H, context_id: u32, config: Option<&Co
         Mode::Outbound => stream.outbound(config),
         Mode::Inbound => stream.inbound(config),
     }
+}
+
+/// The line logged at VM start: which build runs, with which features.
+pub fn version_line() -> String {
+    format!("dapr-invoke {} features: {FEATURES}", crate::BUILD)
 }
 
 /// The line logged once a plugin configuration is accepted (the benchmark reads its time).
@@ -170,14 +181,15 @@ impl<H: Host> Stream<'_, H> {
                 (CALLER_NAMESPACE, caller.namespace),
             ]),
             inbound::Decision::Reject { error, why } => {
+                // At debug: a flood of refused calls must not flood the log.
                 let (status, message) = (error.status, &error.message);
                 match why {
                     Some(why) => self.log(
-                        Level::Info,
+                        Level::Debug,
                         format_args!("inbound call refused with {status}: {message}; {why}"),
                     ),
                     None => self.log(
-                        Level::Info,
+                        Level::Debug,
                         format_args!("inbound call refused with {status}: {message}"),
                     ),
                 }

@@ -244,7 +244,7 @@ fn inbound_delivers_with_the_identity_of_the_certificate() {
     assert_eq!(host.host_calls(), 5);
 }
 
-/// The peer's URI SAN, method and path; the status, exact body and a part of the log line.
+/// The peer's URI SAN, method and path; the status, exact body and a part of the debug line.
 type InboundRefusal = (
     Option<&'static [u8]>,
     &'static str,
@@ -255,7 +255,7 @@ type InboundRefusal = (
 );
 
 #[test]
-fn inbound_refusals_are_answered_and_logged() {
+fn inbound_refusals_are_answered_and_logged_at_debug_only() {
     let denied = r#"{"errorCode":"ERR_DIRECT_INVOKE","message":"failed to invoke, id: order-processor, err: access control policy has denied access to id: spiffe://public/ns/default/checkout operation: /orders verb: GET"}"#;
     let cases: &[InboundRefusal] = &[
         (
@@ -315,7 +315,7 @@ fn inbound_refusals_are_answered_and_logged() {
         assert!(host.header("dapr-caller-namespace").is_empty());
         let logs = host.logs();
         assert_eq!(logs.len(), 1, "{logs:?}");
-        assert_eq!(logs[0].0, Level::Info, "{logs:?}");
+        assert_eq!(logs[0].0, Level::Debug, "{logs:?}");
         assert!(logs[0].1.contains(logged), "{logs:?} lacks {logged:?}");
     }
 }
@@ -355,6 +355,21 @@ fn inbound_without_a_policy_delivers_every_verified_caller() {
     assert_eq!(handle(&host, open), Next::Continue);
     assert_eq!(host.one("dapr-caller-app-id"), "intruder");
     assert_eq!(host.one("dapr-caller-namespace"), "prod");
+}
+
+#[test]
+fn the_version_line_names_the_build_and_its_features() {
+    let line = version_line();
+    assert!(
+        line.starts_with(&format!("dapr-invoke {} (", env!("CARGO_PKG_VERSION"))),
+        "{line}"
+    );
+    let features = if cfg!(feature = "fault-injection") {
+        "fault-injection"
+    } else {
+        "none"
+    };
+    assert!(line.ends_with(&format!(") features: {features}")), "{line}");
 }
 
 #[test]

@@ -22,6 +22,7 @@ use crate::config::Config;
 const MEMORY_GAUGE: &str = "dapr_invoke.vm_memory_bytes";
 
 proxy_wasm::main! {{
+    // Installs the logger; the level is Envoy's from VM start on (`follow_envoy_log_level`).
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
         Box::new(Root { context_id, config: None, memory_gauge: None, memory_pages: Cell::new(0) })
@@ -63,6 +64,16 @@ impl Host for Envoy {
     }
 }
 
+/// Makes the filter log at Envoy's level for wasm (`--log-level`, or
+/// `--component-log-level wasm:debug`), so that a line Envoy would drop costs no host call. Read
+/// at VM start and at each configuration: a level changed later through Envoy's admin
+/// `/logging` applies from the next configuration on.
+fn follow_envoy_log_level() {
+    if let Ok(level) = hostcalls::get_log_level() {
+        proxy_wasm::set_log_level(level);
+    }
+}
+
 struct Root {
     context_id: u32,
     config: Option<Rc<Config>>,
@@ -75,15 +86,17 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        follow_envoy_log_level();
         info!(
-            "[root {}] dapr-invoke {} starting",
+            "[root {}] starting {}",
             self.context_id,
-            crate::BUILD
+            super::version_line()
         );
         true
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        follow_envoy_log_level();
         let started = hostcalls::get_current_time().ok();
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(bytes)) => bytes,
