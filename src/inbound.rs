@@ -19,14 +19,18 @@ pub struct Request<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision<'a> {
     Deliver(Caller<'a>),
-    Reject(DaprError),
+    /// Answer with `error`. `why` is for the log, where the error does not say it all: the
+    /// policy's reason for a denial, which the caller is not told.
+    Reject {
+        error: DaprError,
+        why: Option<String>,
+    },
 }
 
 /// The access-control check for a request the sidecar forwards: the policy's verdict on the
-/// operation, and the app must receive the operation that was checked. A path whose normal form
-/// differs from what would be forwarded (dot segments, `//`, escapes that decode to something
-/// else) is refused rather than checked in one form and delivered in another; a trailing `/`
-/// is the one difference allowed, as the policy treats `/orders/` as `/orders`.
+/// operation. The app receives the `:path` as sent, so the policy refuses any path the app could
+/// read as another one (dot and empty segments, escapes that decode to something else); see
+/// [`crate::acl::normalize_operation`], the one owner of that rule.
 ///
 /// ```
 /// use dapr_invoke::acl::AccessControl;
@@ -42,42 +46,10 @@ pub fn authorize(
     method: &str,
     path: &str,
 ) -> Result<(), String> {
-    let forwarded = path.split('?').next().unwrap_or_default();
-    let segments = forwarded.strip_prefix('/').unwrap_or(forwarded);
-    let last = segments.split('/').count().saturating_sub(1);
-    for (i, segment) in segments.split('/').enumerate() {
-        // A `.` or `..` segment (however encoded) or an empty one (`//`) means the policy would
-        // check a different path than the app resolves; a trailing `/` is the exception. Other
-        // encodings the policy cannot match are refused by `check` itself.
-        if (segment.is_empty() && i != last) || is_dot_segment(segment) {
-            return Err(format!(
-                "the path {forwarded:?} is not in normal form; refused so that the app receives what was checked"
-            ));
-        }
-    }
     match acl.check(caller, method, path) {
         Verdict::Allow => Ok(()),
         Verdict::Deny { reason } => Err(reason),
     }
-}
-
-/// `.` or `..`, literally or percent-encoded (`%2e`, `%2E`), without allocating.
-fn is_dot_segment(mut segment: &str) -> bool {
-    let mut dots = 0;
-    while !segment.is_empty() {
-        segment = if let Some(rest) = segment.strip_prefix('.') {
-            rest
-        } else if segment
-            .get(..3)
-            .is_some_and(|p| p.eq_ignore_ascii_case("%2e"))
-        {
-            segment.get(3..).unwrap_or_default()
-        } else {
-            return false;
-        };
-        dots += 1;
-    }
-    (1..=2).contains(&dots)
 }
 
 /// Decides one inbound request for the app `callee`. `authorize` is the access-control check:
@@ -88,30 +60,36 @@ pub fn decide<'a>(
     authorize: impl FnOnce(&Caller<'a>, &str, &str) -> Result<(), String>,
 ) -> Decision<'a> {
     let Some(uri) = req.peer_uri_san.filter(|u| !u.is_empty()) else {
-        return Decision::Reject(DaprError::unauthenticated(
-            callee,
-            "no verified client certificate (the inbound listener must require mutual TLS)",
-        ));
+        return Decision::Reject {
+            error: DaprError::unauthenticated(
+                callee,
+                "no verified client certificate (the inbound listener must require mutual TLS)",
+            ),
+            why: None,
+        };
     };
     // A certificate may carry several URI SANs; Envoy lists them comma-separated.
     let mut ids = uri.split(',').map(str::trim).filter_map(parse_spiffe_id);
     let (Some(caller), None) = (ids.next(), ids.next()) else {
-        return Decision::Reject(DaprError::unauthenticated(
-            callee,
-            "the client certificate does not name exactly one app SPIFFE id",
-        ));
+        return Decision::Reject {
+            error: DaprError::unauthenticated(
+                callee,
+                "the client certificate does not name exactly one app SPIFFE id",
+            ),
+            why: None,
+        };
     };
     match authorize(&caller, req.method, req.path) {
         Ok(()) => Decision::Deliver(caller),
-        Err(reason) => {
-            log::debug!("inbound call denied: {reason}");
-            Decision::Reject(DaprError::permission_denied(
+        Err(reason) => Decision::Reject {
+            error: DaprError::permission_denied(
                 callee,
                 uri,
                 req.path.split('?').next().unwrap_or_default(),
                 req.method,
-            ))
-        }
+            ),
+            why: Some(reason),
+        },
     }
 }
 
@@ -150,7 +128,11 @@ mod tests {
                 method: "GET",
                 path: "/x",
             };
-            let Decision::Reject(e) = decide("op", &req, allow) else {
+            let Decision::Reject {
+                error: e,
+                why: None,
+            } = decide("op", &req, allow)
+            else {
                 panic!("{peer:?}")
             };
             assert_eq!(e.status, 401, "{peer:?}");
@@ -163,9 +145,11 @@ mod tests {
             method: "DELETE",
             path: "/orders/7?force=1",
         };
-        let Decision::Reject(e) = decide("op", &req, |_, _, _| Err("policy".into())) else {
+        let Decision::Reject { error: e, why } = decide("op", &req, |_, _, _| Err("policy".into()))
+        else {
             panic!()
         };
+        assert_eq!(why.as_deref(), Some("policy"));
         assert_eq!(e.status, 403);
         assert_eq!(
             e.message,
@@ -197,16 +181,6 @@ mod tests {
             "/orders//",
         ] {
             assert!(authorize(&acl, &c, "GET", bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn dot_segments() {
-        for dot in [".", "..", "%2e", "%2E.", "%2e%2E"] {
-            assert!(is_dot_segment(dot), "{dot}");
-        }
-        for not in ["", "...", "a", ".a", "%2e%2e%2e", "%2", "%2f", ".%2"] {
-            assert!(!is_dot_segment(not), "{not}");
         }
     }
 

@@ -6,21 +6,20 @@
 //! invoke URL, stamps the caller's identity, and writes the cluster into a request header that
 //! Envoy's router routes on. Envoy does the forwarding.
 //!
-//! The modules split along one line: [`config`], [`ids`], [`route`] and [`error`] are pure logic
-//! with no host calls, tested on the host; `filter` is the thin proxy-wasm glue that exists only
-//! in the `.wasm` build.
+//! The modules split along one line: [`config`], [`ids`], [`route`], [`inbound`], [`acl`] and
+//! [`error`] are pure logic with no host calls; [`filter`] reads a request through its `Host`
+//! trait, asks them, and applies the answer. All of it is tested on the host. Only the
+//! proxy-wasm contexts and the real `Host` (`filter::wasm`) exist in the `.wasm` build alone.
 
 pub mod acl;
 pub mod config;
 pub mod error;
+pub mod filter;
 pub mod ids;
 pub mod inbound;
 pub mod names;
 pub mod route;
 pub mod schema;
-
-#[cfg(target_arch = "wasm32")]
-mod filter;
 
 /// The crate version and the commit it was built from, for the log line at VM start.
 pub const BUILD: &str = concat!(

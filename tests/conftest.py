@@ -44,8 +44,8 @@ def start_envoy(request, tmp_path):
     started: list[Envoy] = []
     request.node._envoys = started
 
-    def start(cfg: dict, name: str = "envoy") -> Envoy:
-        env = Envoy(cfg, tmp_path, name)
+    def start(cfg: dict, name: str = "envoy", log_level: str = "info") -> Envoy:
+        env = Envoy(cfg, tmp_path, name, log_level)
         started.append(env)
         return env.start()
 

@@ -197,9 +197,10 @@ class EnvoyFailed(RuntimeError):
 class Envoy:
     """One Envoy process. `start()` waits for the admin /ready; `stop()` always kills it."""
 
-    def __init__(self, cfg: dict, workdir: Path, name: str = "envoy"):
+    def __init__(self, cfg: dict, workdir: Path, name: str = "envoy", log_level: str = "info"):
         self.cfg = cfg
         self.name = name
+        self.log_level = log_level
         self.config_path = workdir / f"{name}.yaml"
         self.log_path = workdir / f"{name}.log"
         self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -209,7 +210,7 @@ class Envoy:
 
     def command(self, *extra: str) -> list[str]:
         return [envoy_bin(), "-c", str(self.config_path), "--disable-hot-restart",
-                "--concurrency", "1", "--log-level", "info", *extra]
+                "--concurrency", "1", "--log-level", self.log_level, *extra]
 
     def start(self, timeout: float = 30.0) -> "Envoy":
         require_wasm()

@@ -3,6 +3,7 @@ identity: real Envoys, real certificates from one mesh CA, callers that are who 
 says (right app, unknown app, other trust domain, other namespace), and attack paths."""
 import http.client
 import json
+import re
 import shutil
 import ssl
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ class Callee:
             conn.close()
 
 
-def start_callee(start_envoy, start_upstream, identities, acl) -> Callee:
+def start_callee(start_envoy, start_upstream, identities, acl, log_level="info") -> Callee:
     cfg = harness.use_certs(harness.load_config("order-processor.yaml"), identities["order-processor"])
     mapping = {p: harness.free_port() for p in harness.shipped_ports(cfg)}
     app = start_upstream("order-processor")
@@ -77,7 +78,7 @@ def start_callee(start_envoy, start_upstream, identities, acl) -> Callee:
     if acl is not None:
         plugin["access_control"] = acl
     cfg = harness.set_plugin_config(cfg, "inbound", plugin)
-    envoy = start_envoy(cfg, "order-processor-sidecar")
+    envoy = start_envoy(cfg, "order-processor-sidecar", log_level)
     return Callee(harness.listen_port(cfg, "inbound"), app, identities, envoy)
 
 
@@ -139,6 +140,27 @@ def test_path_tricks_never_reach_anything_but_orders(orders_only, path):
         assert seen, "a 200 must come from the app"
     else:
         assert status in (400, 403, 404), (status, body)
+
+
+@pytest.mark.parametrize("log_level", ["info", "debug"])
+def test_refused_calls_are_logged_at_envoys_debug_level_only(start_envoy, start_upstream, identities, log_level):
+    """The filter logs at Envoy's level, and a refused call is a debug line: a flood of bad
+    requests does not flood an Envoy that logs at info."""
+    callee = start_callee(start_envoy, start_upstream, identities, ORDERS_ONLY, log_level)
+    for who, path in (("intruder", "/orders"), ("checkout", "/admin"), ("checkout", "/orders%2F..%2Fadmin")):
+        denied(callee.call(who, "POST", path))
+    assert callee.call("checkout", "POST", "/orders")[0] == 200
+    log = callee.envoy.log()
+    assert re.search(r"\[root \d+\] starting dapr-invoke 0\.1\.0 \([^)]+\) features: none\n", log), log[:2000]
+    refused = [line for line in log.splitlines() if "inbound call refused with 403" in line]
+    if log_level == "info":
+        assert refused == []
+    else:
+        assert len(refused) == 3, refused
+        # The debug line says which rule refused, which the caller is not told.
+        assert "no policy for app \"intruder\"" in refused[0]
+        assert "no operation of policies[0] matches" in refused[1]
+        assert "has an encoded '/'" in refused[2]
 
 
 def test_a_forged_caller_header_changes_nothing(orders_only):

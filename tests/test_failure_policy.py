@@ -3,6 +3,7 @@
 
 The crash needs a build with the test-only `fault-injection` feature, made here in its own
 target directory; the shipped .wasm has no such path."""
+import re
 import subprocess
 import time
 
@@ -30,6 +31,8 @@ def test_a_crashed_vm_fails_closed_then_recovers(fault_wasm, start_envoy, start_
     assert filt["failure_policy"] == "FAIL_RELOAD"
     filt["vm_config"]["code"]["local"]["filename"] = str(fault_wasm)
     envoy = start_envoy(cfg, "fault")
+    # The version line says this is no shipped build.
+    assert re.search(r"starting dapr-invoke 0\.1\.0 \([^)]+\) features: fault-injection\n", envoy.log())
 
     def call(headers):
         return harness.request(port, "GET", "/x", headers)[0]

@@ -1,0 +1,245 @@
+//! The filter's request handling: read what the decision needs, ask [`route::decide`] (outbound)
+//! or [`inbound::decide`] (inbound), apply the result. Nothing here decides anything.
+//!
+//! Every host call goes through [`Host`]: its one real implementation (`wasm`, over
+//! `proxy_wasm::hostcalls`) exists only in the `.wasm` build, and the unit tests run this code on
+//! the host with a fake. Each request costs the host calls listed in [`Host`]'s methods and no
+//! more; the tests pin the count, which the benchmark measures.
+
+use std::fmt;
+use std::time::Duration;
+
+use log::Level;
+
+use crate::config::{Config, Mode};
+use crate::error::DaprError;
+use crate::inbound;
+use crate::route::{self, Decision, Request};
+
+#[cfg(test)]
+mod fake;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+// Headers a sidecar sets for the callee; whatever the app sent under these names is replaced.
+use crate::names::{
+    APP_ID_HEADER, CALLEE_APP_ID_HEADER as CALLEE_APP_ID, CALLER_APP_ID_HEADER as CALLER_APP_ID,
+    CALLER_NAMESPACE_HEADER as CALLER_NAMESPACE,
+};
+/// Envoy's property with the URI SANs of the verified client certificate, comma-separated.
+const PEER_URI_SAN: [&str; 2] = ["connection", "uri_san_peer_certificate"];
+
+/// The features this build was compiled with, for the version line.
+#[cfg(feature = "fault-injection")]
+const FEATURES: &str = "fault-injection";
+#[cfg(not(feature = "fault-injection"))]
+const FEATURES: &str = "none";
+
+/// A host call that failed, with the host's status, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostError(pub String);
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The host calls request handling makes, and nothing else.
+pub trait Host {
+    /// A request header (`:path`, `:method` included) as the bytes Envoy holds; `None` when the
+    /// request has none. Bytes, because a value need not be UTF-8.
+    fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// Sets a request header, replacing every value it had.
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    /// A property of the stream or its connection, as bytes.
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
+    /// Answers the request here; it is not forwarded.
+    fn send_reply(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<(), HostError>;
+    /// Writes a log line. Costs a host call only when Envoy logs at `level`.
+    fn log(&self, level: Level, message: fmt::Arguments<'_>);
+}
+
+/// What Envoy does with the request once the filter is done with its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Go on to the router, with the headers as the filter left them.
+    Continue,
+    /// Stop: the filter answered (or tried to), and the request goes nowhere.
+    Stop,
+}
+
+/// Handles a request's headers. `config` is `None` until a plugin configuration was accepted.
+pub fn on_request_headers<H: Host>(host: &H, context_id: u32, config: Option<&Config>) -> Next {
+    let stream = Stream { host, context_id };
+    let Some(config) = config else {
+        return stream.reject(&DaprError::not_ready("the filter has no configuration"));
+    };
+    match config.mode {
+        Mode::Outbound => stream.outbound(config),
+        Mode::Inbound => stream.inbound(config),
+    }
+}
+
+/// The line logged at VM start: which build runs, with which features.
+pub fn version_line() -> String {
+    format!("dapr-invoke {} features: {FEATURES}", crate::BUILD)
+}
+
+/// The line logged once a plugin configuration is accepted (the benchmark reads its time).
+pub fn configured_line(config: &Config, took: Duration) -> String {
+    format!(
+        "app {:?} in namespace {:?}: {} target app(s), cluster header {:?}; configured in {:.1} ms",
+        config.app_id,
+        config.namespace,
+        config.app_count(),
+        config.cluster_header,
+        took.as_secs_f64() * 1e3
+    )
+}
+
+/// One request being handled.
+struct Stream<'h, H> {
+    host: &'h H,
+    context_id: u32,
+}
+
+impl<H: Host> Stream<'_, H> {
+    fn outbound(&self, config: &Config) -> Next {
+        let path = match self.host.request_header(":path") {
+            Ok(path) => path.unwrap_or_default(),
+            Err(e) => return self.host_failure("read :path", &e),
+        };
+        let Ok(path) = std::str::from_utf8(&path) else {
+            return self.reject(&DaprError::bad_invoke_url("the path is not valid UTF-8"));
+        };
+        // Every host call costs: read dapr-app-id only when it can change the decision.
+        let app_id = if route::uses_app_id_header(path) {
+            match self.host.request_header(APP_ID_HEADER) {
+                Ok(app_id) => app_id,
+                Err(e) => return self.host_failure("read dapr-app-id", &e),
+            }
+        } else {
+            None
+        };
+        let request = Request {
+            path,
+            app_id_header: app_id.as_deref(),
+        };
+        match route::decide(config, &request) {
+            Decision::Forward { app, path } => {
+                let writes = [
+                    (config.cluster_header.as_str(), app.cluster.as_str()),
+                    (CALLER_APP_ID, config.app_id.as_str()),
+                    (CALLER_NAMESPACE, config.namespace.as_str()),
+                    (CALLEE_APP_ID, app.app_id.as_str()),
+                ];
+                let rewrite = path.as_deref().map(|path| (":path", path));
+                let policy = app.policy_headers.iter().map(|(n, v)| (*n, v.as_str()));
+                self.write_all(writes.into_iter().chain(rewrite).chain(policy))
+            }
+            Decision::Healthy => self.respond(204, &[], None),
+            Decision::Reject(e) => self.reject(&e),
+        }
+    }
+
+    fn inbound(&self, config: &Config) -> Next {
+        let peer = match self.host.property(&PEER_URI_SAN) {
+            Ok(peer) => peer,
+            Err(e) => return self.host_failure("read the peer certificate", &e),
+        };
+        let (method, path) = match (
+            self.host.request_header(":method"),
+            self.host.request_header(":path"),
+        ) {
+            (Ok(m), Ok(p)) => (m.unwrap_or_default(), p.unwrap_or_default()),
+            (Err(e), _) | (_, Err(e)) => return self.host_failure("read :method and :path", &e),
+        };
+        // Bytes that are not UTF-8 read as empty: no identity (401), and a path the policy
+        // refuses (403).
+        let request = inbound::Request {
+            peer_uri_san: peer.as_deref().and_then(|p| std::str::from_utf8(p).ok()),
+            method: std::str::from_utf8(&method).unwrap_or_default(),
+            path: std::str::from_utf8(&path).unwrap_or_default(),
+        };
+        let authorize =
+            |caller: &inbound::Caller, method: &str, path: &str| match &config.access_control {
+                None => Ok(()),
+                Some(acl) => inbound::authorize(acl, caller, method, path),
+            };
+        match inbound::decide(&config.app_id, &request, authorize) {
+            // What the app is told comes from the certificate; whatever the request carried
+            // under these names is replaced.
+            inbound::Decision::Deliver(caller) => self.write_all([
+                (CALLER_APP_ID, caller.app_id),
+                (CALLER_NAMESPACE, caller.namespace),
+            ]),
+            inbound::Decision::Reject { error, why } => {
+                // At debug: a flood of refused calls must not flood the log.
+                let (status, message) = (error.status, &error.message);
+                match why {
+                    Some(why) => self.log(
+                        Level::Debug,
+                        format_args!("inbound call refused with {status}: {message}; {why}"),
+                    ),
+                    None => self.log(
+                        Level::Debug,
+                        format_args!("inbound call refused with {status}: {message}"),
+                    ),
+                }
+                self.reject(&error)
+            }
+        }
+    }
+
+    /// Writes every header, or answers not-ready at the first that fails: never forwards a
+    /// half-rewritten request.
+    fn write_all<'v>(&self, writes: impl IntoIterator<Item = (&'v str, &'v str)>) -> Next {
+        for (name, value) in writes {
+            if let Err(e) = self.host.set_request_header(name, value) {
+                return self.host_failure(&format!("set {name}"), &e);
+            }
+        }
+        Next::Continue
+    }
+
+    fn reject(&self, e: &DaprError) -> Next {
+        let body = e.body();
+        self.respond(
+            e.status,
+            &[("content-type", "application/json")],
+            Some(body.as_bytes()),
+        )
+    }
+
+    fn respond(&self, status: u32, headers: &[(&str, &str)], body: Option<&[u8]>) -> Next {
+        if let Err(e) = self.host.send_reply(status, headers, body) {
+            // The request stays stopped: it is not forwarded, whatever it carried.
+            self.log(
+                Level::Error,
+                format_args!("cannot send the local reply: {e}"),
+            );
+        }
+        Next::Stop
+    }
+
+    fn host_failure(&self, what: &str, e: &HostError) -> Next {
+        self.log(Level::Warn, format_args!("host call failed ({what}): {e}"));
+        self.reject(&DaprError::not_ready(
+            "the sidecar could not process the request",
+        ))
+    }
+
+    fn log(&self, level: Level, message: fmt::Arguments<'_>) {
+        self.host
+            .log(level, format_args!("[http {}] {message}", self.context_id));
+    }
+}
+
+#[cfg(test)]
+mod tests;
