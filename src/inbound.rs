@@ -82,11 +82,12 @@ pub fn decide<'a>(
     match authorize(&caller, req.method, req.path) {
         Ok(()) => Decision::Deliver(caller),
         Err(reason) => Decision::Reject {
+            // The verb as it was checked: upper-case, as Dapr reads it.
             error: DaprError::permission_denied(
                 callee,
                 uri,
                 req.path.split('?').next().unwrap_or_default(),
-                req.method,
+                &req.method.to_ascii_uppercase(),
             ),
             why: Some(reason),
         },

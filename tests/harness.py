@@ -476,3 +476,45 @@ class Run:
             time.sleep(0.05)
 
 
+
+
+def h2_request(port: int, headers: list[tuple[str, str]], body: bytes = b"", timeout: float = 10):
+    """One HTTP/2 request (cleartext, prior knowledge) sent as given: header names and values are
+    not checked or normalized, so a test can send what a hostile client would. Returns
+    (status or None, response headers, body, reset error code or None)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
+                                       validate_outbound_headers=False,
+                                       normalize_outbound_headers=False)
+    conn = h2.connection.H2Connection(config=config)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        conn.initiate_connection()
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, headers, end_stream=not body)
+        if body:
+            conn.send_data(stream, body, end_stream=True)
+        s.sendall(conn.data_to_send())
+        status, got, data, reset = None, {}, b"", None
+        done = False
+        while not done:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            for event in conn.receive_data(chunk):
+                if isinstance(event, h2.events.ResponseReceived):
+                    got = dict(event.headers)
+                    status = int(got.get(":status", 0))
+                elif isinstance(event, h2.events.DataReceived):
+                    data += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    done = True
+                elif isinstance(event, h2.events.StreamReset):
+                    reset, done = event.error_code, True
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    reset, done = event.error_code, True
+            s.sendall(conn.data_to_send())
+        return status, got, data, reset

@@ -175,10 +175,24 @@ impl<H: Host> Stream<'_, H> {
         match inbound::decide(&config.app_id, &request, authorize) {
             // What the app is told comes from the certificate; whatever the request carried
             // under these names is replaced.
-            inbound::Decision::Deliver(caller) => self.write_all([
-                (CALLER_APP_ID, caller.app_id),
-                (CALLER_NAMESPACE, caller.namespace),
-            ]),
+            inbound::Decision::Deliver(caller) => {
+                // The policy checked the method upper-case, as Dapr reads it: deliver what was
+                // checked. (HTTP/2 lets a client send `:method post`.)
+                let upper = request
+                    .method
+                    .bytes()
+                    .any(|b| b.is_ascii_lowercase())
+                    .then(|| request.method.to_ascii_uppercase());
+                let method = upper.as_deref().map(|m| (":method", m));
+                self.write_all(
+                    [
+                        (CALLER_APP_ID, caller.app_id),
+                        (CALLER_NAMESPACE, caller.namespace),
+                    ]
+                    .into_iter()
+                    .chain(method),
+                )
+            }
             inbound::Decision::Reject { error, why } => {
                 // At debug: a flood of refused calls must not flood the log.
                 let (status, message) = (error.status, &error.message);

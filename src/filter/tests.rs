@@ -244,6 +244,23 @@ fn inbound_delivers_with_the_identity_of_the_certificate() {
     assert_eq!(host.host_calls(), 5);
 }
 
+#[test]
+fn inbound_delivers_the_method_it_checked_upper_case() {
+    let host = FakeHost::new()
+        .with_peer(CHECKOUT)
+        .with_request("post", "/orders");
+    assert_eq!(handle(&host, INBOUND), Next::Continue);
+    assert_eq!(host.one(":method"), "POST");
+    // One write more, only for a method that is not upper-case already.
+    assert_eq!(host.host_calls(), 6);
+    let host = FakeHost::new()
+        .with_peer(CHECKOUT)
+        .with_request("get", "/orders");
+    assert_eq!(handle(&host, INBOUND), Next::Stop);
+    assert_eq!(host.reply().status, 403);
+    assert_eq!(host.one(":method"), "get");
+}
+
 /// The peer's URI SAN, method and path; the status, exact body and a part of the debug line.
 type InboundRefusal = (
     Option<&'static [u8]>,
