@@ -518,3 +518,24 @@ def h2_request(port: int, headers: list[tuple[str, str]], body: bytes = b"", tim
                     reset, done = event.error_code, True
             s.sendall(conn.data_to_send())
         return status, got, data, reset
+
+
+def assert_protected(cfg: dict, where: str) -> None:
+    """Every listener of a generated config has the protections every listener must have: paths
+    normalized before any filter sees them, underscore headers dropped, a header-count limit, and
+    no route that lets the app's API token or the internal cluster header through."""
+    listeners = cfg["static_resources"]["listeners"]
+    assert listeners, where
+    for lst in listeners:
+        for chain in lst["filter_chains"]:
+            for f in chain["filters"]:
+                h = f["typed_config"]
+                name = f"{where}: listener {lst['name']}"
+                assert h["normalize_path"] is True and h["merge_slashes"] is True, name
+                opts = h["common_http_protocol_options"]
+                assert opts["headers_with_underscores_action"] == "DROP_HEADER", name
+                assert 100 <= opts["max_headers_count"] <= 200, name
+                for vh in h["route_config"]["virtual_hosts"]:
+                    for route in vh["routes"]:
+                        removed = set(route.get("request_headers_to_remove", []))
+                        assert {"x-dapr-cluster", "dapr-api-token"} <= removed, (name, route)

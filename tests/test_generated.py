@@ -65,3 +65,10 @@ def test_the_compose_sidecars_configs_load_in_envoy(tmp_path, mesh_certs):
         code, out = harness.validate(cfg, tmp_path, path.stem)
         assert code == 0, out[-3000:]
         assert "target app(s)" in out
+
+
+def test_every_shipped_listener_has_the_protections():
+    configs = [p for p in harness.ROOT.glob("envoy/**/*.yaml") if "certs" not in p.parts]
+    assert len(configs) == 4, configs
+    for path in configs:
+        harness.assert_protected(yaml.safe_load(path.read_text()), str(path.relative_to(harness.ROOT)))

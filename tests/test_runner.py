@@ -53,6 +53,8 @@ def test_quickstart_run_file_delivers_every_order(tmp_path):
     # The generated configs and the sidecar logs are where the runner said.
     assert sorted(p.name for p in (tmp_path / "run").glob("*.envoy.json")) == [
         "checkout.envoy.json", "order-processor.envoy.json"]
+    for path in (tmp_path / "run").glob("*.envoy.json"):
+        harness.assert_protected(json.loads(path.read_text()), path.name)
     assert (tmp_path / "run/logs/checkout.envoy.log").stat().st_size > 0
 
 
@@ -168,6 +170,7 @@ def test_generated_configs_load_in_envoy(tmp_path):
     written = out.stdout.split()
     assert [Path(p).name for p in written] == ["order-processor.yaml", "checkout.yaml"]
     for path in written:
+        harness.assert_protected(yaml.safe_load(Path(path).read_text()), path)
         proc = subprocess.run([harness.envoy_bin(), "--mode", "validate", "-c", path], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert "target app(s)" in proc.stdout + proc.stderr
