@@ -11,10 +11,13 @@ use std::time::Duration;
 
 use log::Level;
 
+use std::cell::RefCell;
+
 use crate::config::{Config, Mode};
 use crate::error::DaprError;
 use crate::inbound;
-use crate::route::{self, Decision, Request};
+use crate::route::{self, Decision, Forward, Reply};
+use crate::sidecar::{self, MetadataStore, MAX_METADATA_VALUE};
 
 #[cfg(test)]
 mod fake;
@@ -23,7 +26,7 @@ mod wasm;
 
 // Headers a sidecar sets for the callee; whatever the app sent under these names is replaced.
 use crate::names::{
-    APP_ID_HEADER, CALLEE_APP_ID_HEADER as CALLEE_APP_ID, CALLER_APP_ID_HEADER as CALLER_APP_ID,
+    CALLEE_APP_ID_HEADER as CALLEE_APP_ID, CALLER_APP_ID_HEADER as CALLER_APP_ID,
     CALLER_NAMESPACE_HEADER as CALLER_NAMESPACE,
 };
 /// Envoy's property with the URI SANs of the verified client certificate, comma-separated.
@@ -52,6 +55,10 @@ pub trait Host {
     fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// Sets a request header, replacing every value it had.
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    /// Removes a request header, every value of it.
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError>;
+    /// The first `size` bytes of the request body Envoy holds.
+    fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
     /// A property of the stream or its connection, as bytes.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     /// Answers the request here; it is not forwarded.
@@ -65,24 +72,122 @@ pub trait Host {
     fn log(&self, level: Level, message: fmt::Arguments<'_>);
 }
 
-/// What Envoy does with the request once the filter is done with its headers.
+/// What Envoy does with the request once the filter is done with its headers or a piece of its
+/// body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     /// Go on to the router, with the headers as the filter left them.
     Continue,
     /// Stop: the filter answered (or tried to), and the request goes nowhere.
     Stop,
+    /// Hold the request until its whole body is there (Envoy buffers it).
+    Buffer,
 }
 
-/// Handles a request's headers. `config` is `None` until a plugin configuration was accepted.
-pub fn on_request_headers<H: Host>(host: &H, context_id: u32, config: Option<&Config>) -> Next {
+/// What the filter still has to do with a request's body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Body {
+    /// Nothing: the body passes untouched, without entering the VM again.
+    #[default]
+    Untouched,
+    /// `PUT /v1.0/metadata/<key>`: the body is the value to keep.
+    Metadata(String),
+    /// A call to `app` without a `content-length`: at most `left` more bytes may pass.
+    Limited { left: u64, app: String },
+}
+
+/// The VM's state that outlives a request: what `PUT /v1.0/metadata` kept.
+#[derive(Debug, Default)]
+pub struct Sidecar {
+    pub metadata: RefCell<MetadataStore>,
+}
+
+/// Handles a request's headers. `config` is `None` until a plugin configuration was accepted;
+/// `body` says what the filter must still do with the body; `end_of_stream` when there is none.
+pub fn on_request_headers<H: Host>(
+    host: &H,
+    context_id: u32,
+    config: Option<&Config>,
+    sidecar: &Sidecar,
+    body: &mut Body,
+    end_of_stream: bool,
+) -> Next {
     let stream = Stream { host, context_id };
     let Some(config) = config else {
         return stream.reject(&DaprError::not_ready("the filter has no configuration"));
     };
     match config.mode {
-        Mode::Outbound => stream.outbound(config),
+        Mode::Outbound => match stream.outbound(config, sidecar, body) {
+            // A request without a body gets no body callback: finish it here.
+            Next::Buffer if end_of_stream => {
+                on_request_body(host, context_id, sidecar, body, 0, true)
+            }
+            next => next,
+        },
         Mode::Inbound => stream.inbound(config),
+    }
+}
+
+/// Handles a piece of a request's body: `size` bytes are held by Envoy (all of them so far when
+/// the filter asked to buffer), `end` when it is the last.
+pub fn on_request_body<H: Host>(
+    host: &H,
+    context_id: u32,
+    sidecar: &Sidecar,
+    body: &mut Body,
+    size: usize,
+    end: bool,
+) -> Next {
+    let stream = Stream { host, context_id };
+    match body {
+        Body::Untouched => Next::Continue,
+        Body::Metadata(_) if size > MAX_METADATA_VALUE => {
+            *body = Body::Untouched;
+            stream.respond(&Reply {
+                status: 413,
+                content_type: Some("text/plain; charset=utf-8"),
+                body: format!("the value is longer than {MAX_METADATA_VALUE} bytes\n").into_bytes(),
+            })
+        }
+        Body::Metadata(_) if !end => Next::Buffer,
+        Body::Metadata(key) => {
+            let key = std::mem::take(key);
+            *body = Body::Untouched;
+            let value = match host.request_body(size) {
+                Ok(value) => value,
+                Err(e) => return stream.host_failure("read the request body", &e),
+            };
+            let Ok(value) = String::from_utf8(value) else {
+                return stream.respond(&Reply {
+                    status: 400,
+                    content_type: Some("text/plain; charset=utf-8"),
+                    body: b"the value is not UTF-8 text\n".to_vec(),
+                });
+            };
+            match sidecar.metadata.borrow_mut().put(key, value) {
+                Ok(()) => stream.respond(&Reply {
+                    status: 204,
+                    content_type: None,
+                    body: Vec::new(),
+                }),
+                Err(why) => stream.respond(&Reply {
+                    status: 400,
+                    content_type: Some("text/plain; charset=utf-8"),
+                    body: format!("{why}\n").into_bytes(),
+                }),
+            }
+        }
+        Body::Limited { left, app } => match left.checked_sub(size as u64) {
+            Some(rest) => {
+                *left = rest;
+                Next::Continue
+            }
+            None => {
+                let e = DaprError::body_too_large(app);
+                *body = Body::Untouched;
+                stream.reject(&e)
+            }
+        },
     }
 }
 
@@ -110,7 +215,7 @@ struct Stream<'h, H> {
 }
 
 impl<H: Host> Stream<'_, H> {
-    fn outbound(&self, config: &Config) -> Next {
+    fn outbound(&self, config: &Config, sidecar: &Sidecar, body: &mut Body) -> Next {
         let path = match self.host.request_header(":path") {
             Ok(path) => path.unwrap_or_default(),
             Err(e) => return self.host_failure("read :path", &e),
@@ -118,34 +223,71 @@ impl<H: Host> Stream<'_, H> {
         let Ok(path) = std::str::from_utf8(&path) else {
             return self.reject(&DaprError::bad_invoke_url("the path is not valid UTF-8"));
         };
-        // Every host call costs: read dapr-app-id only when it can change the decision.
-        let app_id = if route::uses_app_id_header(path) {
-            match self.host.request_header(APP_ID_HEADER) {
-                Ok(app_id) => app_id,
-                Err(e) => return self.host_failure("read dapr-app-id", &e),
+        // The decision reads the headers it needs, and no more: each read is a host call.
+        let mut failed = None;
+        let decision = route::decide(config, path, |name| {
+            self.host.request_header(name).map_err(|e| {
+                failed = Some(name.to_string());
+                e
+            })
+        });
+        let decision = match decision {
+            Ok(d) => d,
+            Err(e) => {
+                let what = format!("read {}", failed.as_deref().unwrap_or("a header"));
+                return self.host_failure(&what, &e);
             }
-        } else {
-            None
         };
-        let request = Request {
-            path,
-            app_id_header: app_id.as_deref(),
-        };
-        match route::decide(config, &request) {
-            Decision::Forward { app, path } => {
-                let writes = [
-                    (config.cluster_header.as_str(), app.cluster.as_str()),
-                    (CALLER_APP_ID, config.app_id.as_str()),
-                    (CALLER_NAMESPACE, config.namespace.as_str()),
-                    (CALLEE_APP_ID, app.app_id.as_str()),
-                ];
-                let rewrite = path.as_deref().map(|path| (":path", path));
-                let policy = app.policy_headers.iter().map(|(n, v)| (*n, v.as_str()));
-                self.write_all(writes.into_iter().chain(rewrite).chain(policy))
+        match decision {
+            Decision::Forward(forward) => self.forward(config, &forward, body),
+            Decision::Reply(reply) => self.respond(&reply),
+            Decision::Metadata => self.respond(&Reply {
+                status: 200,
+                content_type: Some("application/json"),
+                body: sidecar::metadata_json(config, &sidecar.metadata.borrow()).into_bytes(),
+            }),
+            Decision::StoreMetadata(key) => {
+                *body = Body::Metadata(key);
+                Next::Buffer
             }
-            Decision::Healthy => self.respond(204, &[], None),
-            Decision::Reject(e) => self.reject(&e),
         }
+    }
+
+    fn forward(&self, config: &Config, forward: &Forward<'_>, body: &mut Body) -> Next {
+        let app = forward.app;
+        if let Some(max) = config.max_body_bytes {
+            match self.host.request_header("content-length") {
+                Ok(Some(len)) => {
+                    let len = std::str::from_utf8(&len).ok().and_then(|l| l.parse::<u64>().ok());
+                    // Envoy has checked the framing: a length is a number.
+                    if len.is_some_and(|l| l > max) {
+                        return self.reject(&DaprError::body_too_large(&app.app_id));
+                    }
+                }
+                // No length (chunked, or HTTP/2 without one): count the bytes as they pass.
+                Ok(None) => {
+                    *body = Body::Limited {
+                        left: max,
+                        app: app.app_id.clone(),
+                    }
+                }
+                Err(e) => return self.host_failure("read content-length", &e),
+            }
+        }
+        if forward.drop_authorization {
+            if let Err(e) = self.host.remove_request_header("authorization") {
+                return self.host_failure("remove authorization", &e);
+            }
+        }
+        let writes = [
+            (config.cluster_header.as_str(), app.cluster.as_str()),
+            (CALLER_APP_ID, config.app_id.as_str()),
+            (CALLER_NAMESPACE, config.namespace.as_str()),
+            (CALLEE_APP_ID, app.app_id.as_str()),
+        ];
+        let rewrite = forward.path.as_deref().map(|path| (":path", path));
+        let policy = app.policy_headers.iter().map(|(n, v)| (*n, v.as_str()));
+        self.write_all(writes.into_iter().chain(rewrite).chain(policy))
     }
 
     fn inbound(&self, config: &Config) -> Next {
@@ -223,16 +365,16 @@ impl<H: Host> Stream<'_, H> {
     }
 
     fn reject(&self, e: &DaprError) -> Next {
-        let body = e.body();
-        self.respond(
-            e.status,
-            &[("content-type", "application/json")],
-            Some(body.as_bytes()),
-        )
+        self.respond(&Reply::from(e.clone()))
     }
 
-    fn respond(&self, status: u32, headers: &[(&str, &str)], body: Option<&[u8]>) -> Next {
-        if let Err(e) = self.host.send_reply(status, headers, body) {
+    fn respond(&self, reply: &Reply) -> Next {
+        let headers: &[(&str, &str)] = match reply.content_type {
+            Some(ct) => &[("content-type", ct)],
+            None => &[],
+        };
+        let body = (!reply.body.is_empty()).then_some(reply.body.as_slice());
+        if let Err(e) = self.host.send_reply(reply.status, headers, body) {
             // The request stays stopped: it is not forwarded, whatever it carried.
             self.log(
                 Level::Error,
