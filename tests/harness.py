@@ -441,6 +441,8 @@ def assert_nothing_left(marker: str):
 class Run:
     """`dapr-envoy run -f` on a run file written into tmp_path, output captured."""
 
+    started: list["Run"] = []  # every run, so that a test's leftovers can be stopped after it
+
     def __init__(self, tmp_path: Path, run_file: str, *args: str, cwd: Path | None = None):
         self.marker = f"DAPR_ENVOY_TEST_MARKER={uuid.uuid4()}"
         self.path = tmp_path / "dapr.yaml"
@@ -452,6 +454,7 @@ class Run:
         self.proc = subprocess.Popen([str(RUNNER), "run", "-f", str(self.path), "--run-dir", str(tmp_path / "run"),
                                       *args], cwd=cwd or tmp_path, env=env,
                                      stdout=open(self.out_path, "wb"), stderr=open(self.err_path, "wb"))
+        Run.started.append(self)
 
     def wait(self, timeout=60) -> int:
         try:
@@ -459,6 +462,18 @@ class Run:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise
+
+    def stop(self) -> None:
+        """SIGTERM if still running (the runner stops what it started), SIGKILL if it hangs."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
 
     @property
     def out(self) -> str:

@@ -27,6 +27,18 @@ def runner_built():
         raise RuntimeError(f"{RUNNER} is missing: run `make cli` first")
 
 
+@pytest.fixture(autouse=True)
+def stop_leftover_runs():
+    """A test that fails (or times out) half-way still stops the runs it started."""
+    before = len(Run.started)
+    yield
+    while len(Run.started) > before:
+        Run.started.pop().stop()
+
+
+# Every run file below gives each app a `daprHTTPPort` the test picked on a free ephemeral port:
+# the runner's default (the first free port from 3500 up) is the same for every run on the
+# machine, so two test sessions at once would race for 3500.
 def quickstart(app_port: int) -> str:
     return f"""\
         version: 1
@@ -34,9 +46,11 @@ def quickstart(app_port: int) -> str:
           - appID: order-processor
             appDirPath: {SAMPLES / 'order-processor'}
             appPort: {app_port}
+            daprHTTPPort: {harness.free_port()}
             command: ["python3", "app.py"]
           - appID: checkout
             appDirPath: {SAMPLES / 'checkout'}
+            daprHTTPPort: {harness.free_port()}
             command: ["python3", "app.py"]
         """
 
@@ -87,24 +101,29 @@ def test_apps_get_daprs_variables_and_the_run_files_env(tmp_path):
     assert_nothing_left(run.marker)
 
 
-def order_processor_and(tmp_path, app_id: str, command: str) -> Run:
-    """A run of the sample order-processor beside one more app running `command`."""
-    (tmp_path / app_id).mkdir()
+def order_processor_and(tmp_path, *apps: tuple[str, str]) -> Run:
+    """A run of the sample order-processor beside more apps: (app id, `sh -c` command) pairs."""
+    others = ""
+    for app_id, command in apps:
+        (tmp_path / app_id).mkdir()
+        others += f"""
+          - appID: {app_id}
+            appDirPath: ./{app_id}
+            daprHTTPPort: {harness.free_port()}
+            command: ["sh", "-c", "{command}"]"""
     return Run(tmp_path, f"""\
         version: 1
         apps:
           - appID: order-processor
             appDirPath: {SAMPLES / 'order-processor'}
             appPort: {harness.free_port()}
-            command: ["python3", "app.py"]
-          - appID: {app_id}
-            appDirPath: ./{app_id}
-            command: ["sh", "-c", "{command}"]
+            daprHTTPPort: {harness.free_port()}
+            command: ["python3", "app.py"]{others}
         """)
 
 
 def test_sigterm_stops_apps_their_children_and_the_sidecars(tmp_path):
-    run = order_processor_and(tmp_path, "spawner", "sleep 300 & echo spawned; wait")
+    run = order_processor_and(tmp_path, ("spawner", "sleep 300 & echo spawned; wait"))
     run.wait_for_output("== APP - spawner == spawned")
     assert len(survivors(run.marker)) >= 5  # 2 Envoys, flask, sh, sleep
     run.proc.send_signal(signal.SIGTERM)
@@ -114,7 +133,7 @@ def test_sigterm_stops_apps_their_children_and_the_sidecars(tmp_path):
 
 
 def test_an_app_that_crashes_stops_the_whole_run(tmp_path):
-    run = order_processor_and(tmp_path, "crasher", "echo about to fail; sleep 0.5; exit 3")
+    run = order_processor_and(tmp_path, ("crasher", "echo about to fail; sleep 0.5; exit 3"))
     assert run.wait(timeout=60) == 1
     assert "== APP - crasher == about to fail" in run.out
     assert 'app "crasher" failed (exit code 3)' in run.err
