@@ -439,11 +439,13 @@ def assert_nothing_left(marker: str):
 
 
 class Run:
-    """`dapr-envoy run -f` on a run file written into tmp_path, output captured."""
+    """`dapr-envoy run -f` on a run file written into tmp_path, output captured in files, or with
+    `pipe=True` both into one pipe, `proc.stdout` (as `dapr-envoy run ... 2>&1 | head` has it)."""
 
     started: list["Run"] = []  # every run, so that a test's leftovers can be stopped after it
 
-    def __init__(self, tmp_path: Path, run_file: str, *args: str, cwd: Path | None = None):
+    def __init__(self, tmp_path: Path, run_file: str, *args: str, cwd: Path | None = None,
+                 pipe: bool = False):
         self.marker = f"DAPR_ENVOY_TEST_MARKER={uuid.uuid4()}"
         self.path = tmp_path / "dapr.yaml"
         self.path.write_text(textwrap.dedent(run_file))
@@ -453,7 +455,8 @@ class Run:
         self.out_path, self.err_path = tmp_path / "stdout", tmp_path / "stderr"
         self.proc = subprocess.Popen([str(RUNNER), "run", "-f", str(self.path), "--run-dir", str(tmp_path / "run"),
                                       *args], cwd=cwd or tmp_path, env=env,
-                                     stdout=open(self.out_path, "wb"), stderr=open(self.err_path, "wb"))
+                                     stdout=subprocess.PIPE if pipe else open(self.out_path, "wb"),
+                                     stderr=subprocess.STDOUT if pipe else open(self.err_path, "wb"))
         Run.started.append(self)
 
     def wait(self, timeout=60) -> int:

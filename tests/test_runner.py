@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,7 @@ def test_apps_get_daprs_variables_and_the_run_files_env(tmp_path):
     assert_nothing_left(run.marker)
 
 
-def order_processor_and(tmp_path, *apps: tuple[str, str]) -> Run:
+def order_processor_and(tmp_path, *apps: tuple[str, str], pipe: bool = False) -> Run:
     """A run of the sample order-processor beside more apps: (app id, `sh -c` command) pairs."""
     others = ""
     for app_id, command in apps:
@@ -119,7 +120,7 @@ def order_processor_and(tmp_path, *apps: tuple[str, str]) -> Run:
             appPort: {harness.free_port()}
             daprHTTPPort: {harness.free_port()}
             command: ["python3", "app.py"]{others}
-        """)
+        """, pipe=pipe)
 
 
 def test_sigterm_stops_apps_their_children_and_the_sidecars(tmp_path):
@@ -148,6 +149,38 @@ def test_a_sidecar_that_dies_stops_the_whole_run(tmp_path):
     os.kill(int(envoys[0]), signal.SIGKILL)
     assert run.wait(timeout=30) == 1
     assert "(Envoy) of" in run.err and "exited" in run.err
+    assert_nothing_left(run.marker)
+
+
+def read_until(stream, *texts: str, timeout: float = 30) -> str:
+    """Reads a run's piped output until every text has appeared."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while not all(t in seen for t in texts):
+        assert time.monotonic() < deadline, f"no {texts} in:\n{seen}"
+        line = stream.readline()
+        assert line, f"the runner closed its output early:\n{seen}"
+        seen += line.decode(errors="replace")
+    return seen
+
+
+def test_a_closed_stdout_neither_ends_the_run_nor_skips_the_clean_up(tmp_path):
+    """`dapr-envoy run -f dapr.yaml 2>&1 | head`: once head is gone, everything the runner writes
+    fails. The run goes on (here "quick" exits, which the runner reports), and SIGTERM still
+    stops every app, child and sidecar."""
+    run = order_processor_and(tmp_path, ("spawner", "sleep 300 & echo spawned; wait"),
+                              ("quick", "echo hello; sleep 3"), pipe=True)
+    read_until(run.proc.stdout, "== APP - spawner == spawned", "== APP - quick == hello")
+    run.proc.stdout.close()  # head exits
+    deadline = time.monotonic() + 10
+    while any("echo hello" in p for p in survivors(run.marker)):
+        assert time.monotonic() < deadline, survivors(run.marker)
+        time.sleep(0.1)
+    time.sleep(0.5)  # the runner notices the exit and reports it, into the closed pipe
+    assert run.proc.poll() is None, "the runner died writing to a closed pipe"
+    assert len(survivors(run.marker)) >= 5
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=20) == 128 + signal.SIGTERM
     assert_nothing_left(run.marker)
 
 

@@ -109,7 +109,7 @@ fn main() -> ExitCode {
     match real_main(Cli::parse()) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(msg) => {
-            eprintln!("dapr-envoy: {msg}");
+            supervise::say(&msg);
             ExitCode::from(1)
         }
     }
@@ -131,7 +131,7 @@ fn load(path: &Path) -> Result<runfile::Plan, String> {
 fn load_with(path: &Path, ports: &mut dyn runfile::Ports) -> Result<runfile::Plan, String> {
     let plan = runfile::load(&run_file(path), ports).map_err(|e| e.to_string())?;
     for w in &plan.warnings {
-        eprintln!("dapr-envoy: warning: {w}");
+        supervise::say(&format!("warning: {w}"));
     }
     Ok(plan)
 }

@@ -141,8 +141,11 @@ pub fn run(plan: &Plan, opts: &Options) -> Result<i32, String> {
     })
 }
 
-fn say(msg: &str) {
-    eprintln!("dapr-envoy: {msg}");
+/// A message of the runner, on stderr. A write error is dropped: with `dapr-envoy run | head`,
+/// stderr can be a pipe nobody reads any more, and the run must still go on and stop cleanly
+/// (`eprintln!` would panic there, ending the runner with its apps and sidecars left running).
+pub fn say(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "dapr-envoy: {msg}");
 }
 
 impl Runner<'_> {
