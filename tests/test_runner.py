@@ -152,6 +152,16 @@ def test_a_sidecar_that_dies_stops_the_whole_run(tmp_path):
     assert_nothing_left(run.marker)
 
 
+def test_sigkill_of_the_runner_still_stops_apps_their_children_and_the_sidecars(tmp_path):
+    run = order_processor_and(tmp_path, ("spawner", "sleep 300 & echo spawned; wait"))
+    run.wait_for_output("== APP - spawner == spawned")
+    assert len(survivors(run.marker)) >= 5  # 2 Envoys, flask, sh, sleep
+    run.proc.kill()
+    assert run.wait(timeout=5) == -signal.SIGKILL
+    assert_nothing_left(run.marker)  # the guard process too
+    assert "the runner is gone; stopped the 4 process group(s) it had started" in run.err
+
+
 def read_until(stream, *texts: str, timeout: float = 30) -> str:
     """Reads a run's piped output until every text has appeared."""
     seen = ""

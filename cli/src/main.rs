@@ -103,6 +103,9 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         wasm: Option<PathBuf>,
     },
+    /// Started by `run`: stops the run's processes if the runner dies without doing so
+    #[command(name = "guard", hide = true)]
+    Guard,
 }
 
 fn main() -> ExitCode {
@@ -240,6 +243,7 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             }
             Ok(0)
         }
+        Cmd::Guard => Ok(supervise::guard_main()),
     }
 }
 

@@ -5,13 +5,23 @@
 //! SIGTERM to the group, a grace period, then SIGKILL to the group. The run ends (and stops all)
 //! on Ctrl-C, SIGTERM or SIGHUP, when an Envoy exits, when an app fails, when the `--exit-with`
 //! app exits, or when every app has exited.
+//!
+//! A runner killed with SIGKILL cannot stop anything, so a guard does it: a small process (this
+//! binary again, `dapr-envoy guard`) in a process group of its own that ignores SIGINT, SIGTERM
+//! and SIGHUP. The runner tells it every process group it starts, over a pipe. When the pipe
+//! ends without the runner's `done` (the runner is gone, however it died), the guard stops every
+//! group it was told about the way the runner would have, then exits. The kernel's parent-death
+//! signal (`PR_SET_PDEATHSIG`) was the other candidate; it needs `pre_exec` (unsafe code), is
+//! Linux only, fires when the spawning *thread* exits, and reaches only the direct child, not
+//! what an app started (`sh -c "worker &"`); a process group reaches them all.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -28,6 +38,11 @@ use crate::{certs, envoy};
 const TICK: Duration = Duration::from_millis(50);
 const GRACE: Duration = Duration::from_secs(5);
 const ENVOY_READY: Duration = Duration::from_secs(60);
+
+/// The hidden subcommand that runs the guard.
+pub const GUARD_COMMAND: &str = "guard";
+/// What the runner tells the guard once it has stopped everything itself.
+const GUARD_DONE: &str = "done";
 
 pub struct Options {
     pub envoy: PathBuf,
@@ -65,6 +80,7 @@ struct Runner<'a> {
     procs: Vec<Proc>,
     signals: Receiver<i32>,
     out: Arc<Mutex<std::io::Stdout>>,
+    guard: Option<Guard>,
 }
 
 /// Makes the mesh's CA and one certificate per app in `dir/certs`, then writes the sidecar
@@ -114,15 +130,29 @@ pub fn run(plan: &Plan, opts: &Options) -> Result<i32, String> {
         plan.apps.len(),
         opts.run_dir.display()
     ));
+    let guard = match Guard::start() {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            say(&format!(
+                "warning: {e}: if dapr-envoy is killed with SIGKILL, its apps and sidecars will \
+                 outlive it"
+            ));
+            None
+        }
+    };
     let mut runner = Runner {
         plan,
         opts,
         procs: Vec::new(),
         signals,
         out: Arc::new(Mutex::new(std::io::stdout())),
+        guard,
     };
     let end = runner.start_and_watch(&configs, &logs);
     runner.stop_all();
+    if let Some(guard) = runner.guard.take() {
+        guard.release();
+    }
     Ok(match end {
         End::Signal(sig) => {
             say(&format!(
@@ -356,7 +386,7 @@ impl Runner<'_> {
     }
 
     fn spawn(
-        &self,
+        &mut self,
         mut cmd: Command,
         prefix: &str,
         dest: LogDest,
@@ -367,6 +397,9 @@ impl Runner<'_> {
             .stderr(Stdio::piped())
             .process_group(0);
         let mut child = cmd.spawn()?;
+        if let Some(guard) = &mut self.guard {
+            guard.watch(child.id());
+        }
         let file = if dest.file() {
             Some(Arc::new(Mutex::new(File::create(log)?)))
         } else {
@@ -424,6 +457,110 @@ impl Runner<'_> {
             let _ = out.flush();
         }
     }
+}
+
+/// The runner's side of the guard (see the module docs).
+struct Guard {
+    child: Child,
+    /// The pipe to the guard; `None` once the guard is gone.
+    tell: Option<ChildStdin>,
+}
+
+impl Guard {
+    fn start() -> Result<Guard, String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot start the guard process: {e}"))?;
+        let mut child = Command::new(&exe)
+            .arg(GUARD_COMMAND)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start the guard process ({}): {e}", exe.display()))?;
+        let tell = child.stdin.take();
+        Ok(Guard { child, tell })
+    }
+
+    /// Tells the guard about one more process group.
+    fn watch(&mut self, pgid: u32) {
+        let Some(pipe) = &mut self.tell else { return };
+        // One write per line: a runner killed half-way still leaves a whole number to read.
+        if pipe.write_all(format!("{pgid}\n").as_bytes()).is_err() {
+            say(
+                "warning: the guard process is gone: if dapr-envoy is killed with SIGKILL, its \
+                 apps and sidecars will outlive it",
+            );
+            self.tell = None;
+        }
+    }
+
+    /// The run has stopped every group itself: the guard leaves without signalling any.
+    fn release(mut self) {
+        if let Some(mut pipe) = self.tell.take() {
+            let _ = pipe.write_all(format!("{GUARD_DONE}\n").as_bytes());
+        }
+        let start = Instant::now();
+        while start.elapsed() < GRACE {
+            match self.child.try_wait() {
+                Ok(None) => thread::sleep(TICK),
+                _ => return,
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `dapr-envoy guard`: started by `run`, never by hand. Returns once the runner is gone.
+pub fn guard_main() -> i32 {
+    // Ctrl-C in a terminal, a SIGTERM to every process of a service, a hang-up: the runner
+    // handles these and then releases the guard; the guard must outlive the runner to be of use.
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        let _ = signal_hook::flag::register(sig, Arc::new(AtomicBool::new(false)));
+    }
+    let stopped = guard(std::io::stdin().lock(), GRACE);
+    if stopped > 0 {
+        say(&format!(
+            "the runner is gone; stopped the {stopped} process group(s) it had started"
+        ));
+    }
+    0
+}
+
+/// Reads process-group ids, one a line, until `done` (the runner stopped them itself) or the
+/// end of the input (the runner is gone, however it died); then stops every group it read, as
+/// the runner would have. Returns how many groups it had to stop.
+fn guard(input: impl BufRead, grace: Duration) -> usize {
+    let mut groups = Vec::new();
+    for line in input.lines() {
+        let Ok(line) = line else { break };
+        if line == GUARD_DONE {
+            return 0;
+        }
+        groups.extend(process_group(&line));
+    }
+    // Apps first, then their sidecars: the reverse of the start order.
+    for g in groups.iter().rev() {
+        let _ = killpg(*g, Signal::SIGTERM);
+    }
+    let start = Instant::now();
+    while start.elapsed() < grace && groups.iter().any(|g| killpg(*g, None).is_ok()) {
+        thread::sleep(TICK);
+    }
+    for g in &groups {
+        let _ = killpg(*g, Signal::SIGKILL);
+    }
+    groups.len()
+}
+
+/// A process-group id the runner sent. 0 and 1 are refused: `killpg(0)` is the guard's own
+/// group and `killpg(1)` is every process it may signal.
+fn process_group(line: &str) -> Option<Pid> {
+    line.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|id| *id > 1)
+        .map(Pid::from_raw)
 }
 
 fn envoy_log(logs: &Path, app: &AppPlan) -> PathBuf {
@@ -495,4 +632,106 @@ fn envoy_ready(admin_port: u16) -> bool {
     }
     let mut head = [0u8; 12];
     s.read_exact(&mut head).is_ok() && head.ends_with(b"200")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn the_runner_starts_its_guard_with_a_command_the_cli_knows() {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from(["dapr-envoy", GUARD_COMMAND]).unwrap();
+        assert!(matches!(cli.command, crate::Cmd::Guard));
+    }
+
+    #[test]
+    fn the_guard_takes_only_real_process_groups() {
+        assert_eq!(process_group("4242"), Some(Pid::from_raw(4242)));
+        assert_eq!(process_group(" 77 "), Some(Pid::from_raw(77)));
+        // killpg(0) would be the guard's own group, killpg(1) every process it may signal.
+        for bad in ["0", "1", "-1", "-4242", "", "done!", "12x", "99999999999"] {
+            assert_eq!(process_group(bad), None, "{bad:?}");
+        }
+    }
+
+    /// `sh` in a process group of its own, with a child in the background; returns the shell
+    /// and the pid of its child.
+    fn group_with_child(script: &str) -> (Child, u32) {
+        let mut sh = Command::new("sh")
+            .args(["-c", &format!("{script} & echo $!; wait")])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(sh.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        (sh, line.trim().parse().unwrap())
+    }
+
+    /// Gone, or a zombie waiting for init to reap it.
+    fn is_gone(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')').next().unwrap().trim().starts_with('Z')
+        })
+    }
+
+    fn wait_gone(sh: &mut Child, grandchild: u32) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = sh.try_wait().unwrap() {
+                while !is_gone(grandchild) {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(5),
+                        "child {grandchild} lives"
+                    );
+                    thread::sleep(TICK);
+                }
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                let _ = killpg(Pid::from_raw(sh.id() as i32), Signal::SIGKILL);
+                panic!("the group was not stopped");
+            }
+            thread::sleep(TICK);
+        }
+    }
+
+    #[test]
+    fn when_the_runner_is_gone_the_guard_stops_each_group_and_its_children() {
+        let (mut sh, child) = group_with_child("sleep 300");
+        let told = format!("{}\n", sh.id());
+        // The shell stays a zombie of this test until it is waited for, so the group never
+        // empties here: a short grace.
+        assert_eq!(guard(Cursor::new(told), Duration::from_secs(1)), 1);
+        assert_eq!(wait_gone(&mut sh, child).signal(), Some(SIGTERM));
+    }
+
+    #[test]
+    fn a_group_that_ignores_sigterm_gets_sigkill_after_the_grace_period() {
+        let (mut sh, child) = group_with_child("trap '' TERM; sleep 300");
+        // The runner was killed half-way through a line: the number still counts.
+        let told = format!("{}", sh.id());
+        let start = Instant::now();
+        assert_eq!(guard(Cursor::new(told), Duration::from_millis(300)), 1);
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert_eq!(
+            wait_gone(&mut sh, child).signal(),
+            Some(Signal::SIGKILL as i32)
+        );
+    }
+
+    #[test]
+    fn after_the_runners_done_the_guard_leaves_every_group_alone() {
+        let (mut sh, child) = group_with_child("sleep 300");
+        let told = format!("{}\n{GUARD_DONE}\n", sh.id());
+        assert_eq!(guard(Cursor::new(told), Duration::from_secs(1)), 0);
+        thread::sleep(Duration::from_millis(200));
+        assert!(sh.try_wait().unwrap().is_none());
+        killpg(Pid::from_raw(sh.id() as i32), Signal::SIGKILL).unwrap();
+        wait_gone(&mut sh, child);
+    }
 }
