@@ -194,6 +194,27 @@ def test_a_closed_stdout_neither_ends_the_run_nor_skips_the_clean_up(tmp_path):
     assert_nothing_left(run.marker)
 
 
+def test_the_last_lines_of_an_app_are_never_lost(tmp_path):
+    """An app that writes a burst and exits: its output pipes still hold up to 64 KiB each when
+    the runner sees the exit, and every line of it reaches the console and the log."""
+    (tmp_path / "burst").mkdir()
+    run = Run(tmp_path, f"""\
+        version: 1
+        apps:
+          - appID: burst
+            appDirPath: ./burst
+            daprHTTPPort: {harness.free_port()}
+            command: ["sh", "-c", "yes x | head -n 50000; echo the end; yes y | head -n 50000 >&2; echo err end >&2"]
+        """)
+    assert run.wait() == 0, run.err
+    lines = run.out.splitlines()
+    assert lines.count("== APP == x") == 50000
+    assert lines.count("== APP == y") == 50000
+    assert "== APP == the end" in lines and "== APP == err end" in lines
+    log = (tmp_path / "run/logs/burst.app.log").read_text().splitlines()
+    assert len(log) == 100002 and "the end" in log and "err end" in log
+
+
 @pytest.mark.parametrize("run_file,message", [
     ("version: 1\napps:\n  - appID: a\n    appDirPath: .\n    comand: [x]\n",
      "dapr.yaml:5: apps[0].comand: unknown key `comand`; did you mean `command`?"),

@@ -24,7 +24,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
@@ -38,6 +38,9 @@ use crate::{certs, envoy};
 const TICK: Duration = Duration::from_millis(50);
 const GRACE: Duration = Duration::from_secs(5);
 const ENVOY_READY: Duration = Duration::from_secs(60);
+/// How long the output of stopped processes may take to reach the console and the logs. Only
+/// a process that left its group (and holds the pipe) makes the copying outlast this.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// The hidden subcommand that runs the guard.
 pub const GUARD_COMMAND: &str = "guard";
@@ -80,6 +83,8 @@ struct Runner<'a> {
     procs: Vec<Proc>,
     signals: Receiver<i32>,
     out: Arc<Mutex<std::io::Stdout>>,
+    /// The threads copying the children's output.
+    pumps: Vec<JoinHandle<()>>,
     guard: Option<Guard>,
 }
 
@@ -146,6 +151,7 @@ pub fn run(plan: &Plan, opts: &Options) -> Result<i32, String> {
         procs: Vec::new(),
         signals,
         out: Arc::new(Mutex::new(std::io::stdout())),
+        pumps: Vec::new(),
         guard,
     };
     let end = runner.start_and_watch(&configs, &logs);
@@ -153,6 +159,7 @@ pub fn run(plan: &Plan, opts: &Options) -> Result<i32, String> {
     if let Some(guard) = runner.guard.take() {
         guard.release();
     }
+    runner.finish_output();
     Ok(match end {
         End::Signal(sig) => {
             say(&format!(
@@ -407,12 +414,29 @@ impl Runner<'_> {
         };
         let console = dest.console().then(|| Arc::clone(&self.out));
         if let Some(s) = child.stdout.take() {
-            pump(s, prefix.to_string(), console.clone(), file.clone());
+            let t = pump(s, prefix.to_string(), console.clone(), file.clone());
+            self.pumps.push(t);
         }
         if let Some(s) = child.stderr.take() {
-            pump(s, prefix.to_string(), console, file);
+            let t = pump(s, prefix.to_string(), console, file);
+            self.pumps.push(t);
         }
         Ok(child)
+    }
+
+    /// Waits (at most OUTPUT_DRAIN) for the last lines of the stopped processes to be copied:
+    /// when an app exits, its pipes can still hold 64 KiB each that exit would lose.
+    fn finish_output(&mut self) {
+        let start = Instant::now();
+        while self.pumps.iter().any(|t| !t.is_finished()) && start.elapsed() < OUTPUT_DRAIN {
+            thread::sleep(Duration::from_millis(10));
+        }
+        for t in self.pumps.drain(..).filter(|t| t.is_finished()) {
+            let _ = t.join();
+        }
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.flush();
+        }
     }
 
     /// SIGTERM to every group, a grace period, then SIGKILL to every group (which also reaches
@@ -452,9 +476,6 @@ impl Runner<'_> {
             if let Ok(status) = p.child.wait() {
                 p.done = Some(status);
             }
-        }
-        if let Ok(mut out) = self.out.lock() {
-            let _ = out.flush();
         }
     }
 }
@@ -575,13 +596,15 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
-/// Copies a child's output line by line, prefixed, to the console and/or a log file.
+/// Copies a child's output line by line, prefixed, to the console and/or a log file, until
+/// the end of the stream. Write errors are dropped: a closed console must not stop the copying
+/// (the child would block on a full pipe), nor the log.
 fn pump(
     stream: impl Read + Send + 'static,
     prefix: String,
     console: Option<Arc<Mutex<std::io::Stdout>>>,
     file: Option<Arc<Mutex<File>>>,
-) {
+) -> JoinHandle<()> {
     thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut buf = Vec::new();
@@ -605,7 +628,7 @@ fn pump(
                 }
             }
         }
-    });
+    })
 }
 
 fn port_open(port: u16) -> bool {
