@@ -215,6 +215,30 @@ def test_the_last_lines_of_an_app_are_never_lost(tmp_path):
     assert len(log) == 100002 and "the end" in log and "err end" in log
 
 
+def test_an_app_that_exits_before_opening_its_port_is_not_waited_for(tmp_path):
+    for d in ("early", "after"):
+        (tmp_path / d).mkdir()
+    run = Run(tmp_path, f"""\
+        version: 1
+        apps:
+          - appID: early
+            appDirPath: ./early
+            appPort: {harness.free_port()}
+            daprHTTPPort: {harness.free_port()}
+            command: ["sh", "-c", "echo leaving"]
+          - appID: after
+            appDirPath: ./after
+            daprHTTPPort: {harness.free_port()}
+            command: ["sh", "-c", "echo started after"]
+        """)
+    started = time.monotonic()
+    assert run.wait(timeout=30) == 0, run.err  # not the 60 s of --app-port-timeout
+    assert time.monotonic() - started < 20
+    assert 'app "early" exited (exit code 0) before opening its port' in run.err
+    assert "== APP - after == started after" in run.out
+    assert_nothing_left(run.marker)
+
+
 @pytest.mark.parametrize("run_file,message", [
     ("version: 1\napps:\n  - appID: a\n    appDirPath: .\n    comand: [x]\n",
      "dapr.yaml:5: apps[0].comand: unknown key `comand`; did you mean `command`?"),

@@ -193,7 +193,7 @@ impl Runner<'_> {
             }
         }
         for app in &self.plan.apps {
-            if let Some(end) = self.wait_until(|| envoy_ready(app.admin_port), ENVOY_READY) {
+            if let Some(end) = self.wait_until(|_| envoy_ready(app.admin_port), ENVOY_READY) {
                 return end.unwrap_or_else(|| {
                     End::Failed(format!(
                         "the sidecar of {:?} did not become ready in {}s (log: {})",
@@ -226,8 +226,25 @@ impl Runner<'_> {
                 continue;
             };
             let Some(port) = app.app_port else { continue };
-            match self.wait_until(|| port_open(port), self.opts.app_port_timeout) {
-                None => {}
+            // An app that exits without opening its port will not open it: stop waiting.
+            let mut exited = None;
+            let open_or_exited = |r: &Self| {
+                port_open(port) || {
+                    exited = r.app_status(i);
+                    exited.is_some()
+                }
+            };
+            match self.wait_until(open_or_exited, self.opts.app_port_timeout) {
+                None => {
+                    if let Some(status) = exited {
+                        say(&format!(
+                            "app {:?} exited ({}) before opening its port {port}; starting the \
+                             others",
+                            app.app_id,
+                            describe(status)
+                        ));
+                    }
+                }
                 Some(Some(end)) => return end,
                 Some(None) => say(&format!(
                     "app {:?} has not opened port {port} after {}s; starting the others anyway",
@@ -241,7 +258,7 @@ impl Runner<'_> {
                 return End::Failed(why);
             }
         }
-        match self.wait_until(|| false, Duration::MAX) {
+        match self.wait_until(|_| false, Duration::MAX) {
             Some(Some(end)) => end,
             _ => End::Failed("supervision ended unexpectedly".into()),
         }
@@ -251,7 +268,7 @@ impl Runner<'_> {
     /// passes (Some(None)).
     fn wait_until(
         &mut self,
-        mut ready: impl FnMut() -> bool,
+        mut ready: impl FnMut(&Self) -> bool,
         timeout: Duration,
     ) -> Option<Option<End>> {
         let start = Instant::now();
@@ -259,7 +276,7 @@ impl Runner<'_> {
             if let Some(end) = self.check() {
                 return Some(Some(end));
             }
-            if ready() {
+            if ready(self) {
                 return None;
             }
             if start.elapsed() >= timeout {
@@ -271,6 +288,14 @@ impl Runner<'_> {
                 Err(RecvTimeoutError::Disconnected) => thread::sleep(TICK),
             }
         }
+    }
+
+    /// How app `i` exited, once it has (as seen by the last `check`).
+    fn app_status(&self, i: usize) -> Option<ExitStatus> {
+        self.procs
+            .iter()
+            .find(|p| p.kind == Kind::App && p.app == i)
+            .and_then(|p| p.done)
     }
 
     /// Looks at exited children and decides whether the run ends.
