@@ -239,6 +239,25 @@ def test_an_app_that_exits_before_opening_its_port_is_not_waited_for(tmp_path):
     assert_nothing_left(run.marker)
 
 
+def test_a_second_run_on_the_same_run_directory_is_refused(tmp_path):
+    first = order_processor_and(tmp_path, ("sleeper", "echo up; sleep 300"))
+    first.wait_for_output("== APP - sleeper == up")
+    ca = (tmp_path / "run/certs/ca.pem").read_bytes()
+    second = subprocess.run([str(RUNNER), "run", "-f", str(first.path), "--run-dir", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=30,
+                            env=dict(os.environ, ENVOY_BIN=harness.envoy_bin(),
+                                     DAPR_ENVOY_TEST_MARKER=first.marker.split("=", 1)[1]))
+    assert second.returncode == 1
+    assert (f"{tmp_path / 'run'} is in use by another dapr-envoy run (pid {first.proc.pid})"
+            in second.stderr), second.stderr
+    # The first run's CA, configs and logs are untouched, and it goes on.
+    assert (tmp_path / "run/certs/ca.pem").read_bytes() == ca
+    assert first.proc.poll() is None
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=20) == 128 + signal.SIGTERM
+    assert_nothing_left(first.marker)
+
+
 @pytest.mark.parametrize("run_file,message", [
     ("version: 1\napps:\n  - appID: a\n    appDirPath: .\n    comand: [x]\n",
      "dapr.yaml:5: apps[0].comand: unknown key `comand`; did you mean `command`?"),

@@ -15,7 +15,7 @@
 //! Linux only, fires when the spawning *thread* exits, and reaches only the direct child, not
 //! what an app started (`sh -c "worker &"`); a process group reaches them all.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -27,6 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -183,6 +185,55 @@ pub fn run(plan: &Plan, opts: &Options) -> Result<i32, String> {
 /// (`eprintln!` would panic there, ending the runner with its apps and sidecars left running).
 pub fn say(msg: &str) {
     let _ = writeln!(std::io::stderr(), "dapr-envoy: {msg}");
+}
+
+/// The lock on a run directory, held for the whole run; the kernel releases it when the
+/// process ends, however it ends.
+pub type RunDirLock = Flock<File>;
+
+/// Takes the run directory for this run: a second run on the same directory would rewrite the
+/// first one's CA, keys, configs and logs under it. The lock is an OS file lock on `DIR/lock`,
+/// which holds the pid of the run that has it. `Ok(None)`: the file system cannot lock (the
+/// run goes on, unguarded, with a warning).
+pub fn lock_run_dir(dir: &Path) -> Result<Option<RunDirLock>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false) // not before the lock: it holds the other run's pid
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            let _ = lock
+                .set_len(0)
+                .and_then(|()| writeln!(lock, "{}", std::process::id()));
+            Ok(Some(lock))
+        }
+        Err((mut file, Errno::EWOULDBLOCK)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let who = match pid.trim().parse::<u32>() {
+                Ok(pid) => format!("pid {pid}"),
+                Err(_) => "pid not known yet".to_string(),
+            };
+            Err(format!(
+                "{} is in use by another dapr-envoy run ({who}); stop that run, or give this \
+                 one another --run-dir",
+                dir.display()
+            ))
+        }
+        Err((_, e)) => {
+            say(&format!(
+                "warning: cannot lock {}: {e}; nothing stops a second run from using {} too",
+                path.display(),
+                dir.display()
+            ));
+            Ok(None)
+        }
+    }
 }
 
 impl Runner<'_> {
@@ -686,6 +737,26 @@ fn envoy_ready(admin_port: u16) -> bool {
 mod tests {
     use super::*;
     use std::io::Cursor;
+
+    #[test]
+    fn a_run_directory_is_taken_by_one_run_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        let first = lock_run_dir(&dir).unwrap().expect("the file system locks");
+        // flock locks belong to the open file, so a second open in this process is refused too.
+        let err = lock_run_dir(&dir).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "{} is in use by another dapr-envoy run (pid {}); stop that run, or give this \
+                 one another --run-dir",
+                dir.display(),
+                std::process::id()
+            )
+        );
+        drop(first);
+        assert!(lock_run_dir(&dir).unwrap().is_some());
+    }
 
     #[test]
     fn the_runner_starts_its_guard_with_a_command_the_cli_knows() {
