@@ -49,10 +49,20 @@ def require_wasm() -> Path:
     return WASM
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on now. The socket is closed before Envoy or an app binds
+    the port, so another process could take it in between; but no two calls in this session
+    return the same port (the kernel may hand a just-closed port out again)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 # ---------------------------------------------------------------------------------------------
