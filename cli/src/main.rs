@@ -103,13 +103,16 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         wasm: Option<PathBuf>,
     },
+    /// Started by `run`: stops the run's processes if the runner dies without doing so
+    #[command(name = "guard", hide = true)]
+    Guard,
 }
 
 fn main() -> ExitCode {
     match real_main(Cli::parse()) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(msg) => {
-            eprintln!("dapr-envoy: {msg}");
+            supervise::say(&msg);
             ExitCode::from(1)
         }
     }
@@ -123,6 +126,13 @@ fn run_file(path: &Path) -> PathBuf {
     }
 }
 
+/// `.dapr-envoy` beside the run file, as `run` uses it (`Plan::base_dir` is the run file's
+/// canonical parent); `None` if the run file cannot be found.
+fn default_run_dir(run_file: &Path) -> Option<PathBuf> {
+    let file = run_file.canonicalize().ok()?;
+    file.parent().map(|dir| dir.join(".dapr-envoy"))
+}
+
 fn load(path: &Path) -> Result<runfile::Plan, String> {
     load_with(path, &mut runfile::LocalPorts)
 }
@@ -131,7 +141,7 @@ fn load(path: &Path) -> Result<runfile::Plan, String> {
 fn load_with(path: &Path, ports: &mut dyn runfile::Ports) -> Result<runfile::Plan, String> {
     let plan = runfile::load(&run_file(path), ports).map_err(|e| e.to_string())?;
     for w in &plan.warnings {
-        eprintln!("dapr-envoy: warning: {w}");
+        supervise::say(&format!("warning: {w}"));
     }
     Ok(plan)
 }
@@ -146,16 +156,31 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             run_dir,
             app_port_timeout,
         } => {
+            // The run directory is taken first: a second run of the same file is told that
+            // another run has it, not that the ports the other run holds are in use.
+            let early_dir = run_dir.or_else(|| default_run_dir(&run_file(&file)));
+            let early_lock = match &early_dir {
+                Some(dir) => supervise::lock_run_dir(dir)?,
+                None => None, // the run file cannot be found: `load` says why
+            };
             let plan = load(&file)?;
             if let Some(id) = &exit_with {
                 if !plan.apps.iter().any(|a| &a.app_id == id) {
                     return Err(format!("--exit-with {id}: the run file has no app {id:?}"));
                 }
             }
+            let (run_dir, _lock) = match early_dir {
+                Some(dir) => (dir, early_lock),
+                None => {
+                    let dir = plan.base_dir.join(".dapr-envoy");
+                    let lock = supervise::lock_run_dir(&dir)?;
+                    (dir, lock)
+                }
+            };
             let opts = supervise::Options {
                 envoy: locate::envoy(envoy.as_deref())?,
                 wasm: locate::wasm(wasm.as_deref())?,
-                run_dir: run_dir.unwrap_or_else(|| plan.base_dir.join(".dapr-envoy")),
+                run_dir,
                 exit_with,
                 app_port_timeout: Duration::from_secs(app_port_timeout),
             };
@@ -240,6 +265,7 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             }
             Ok(0)
         }
+        Cmd::Guard => Ok(supervise::guard_main()),
     }
 }
 
