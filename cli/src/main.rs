@@ -163,7 +163,16 @@ fn real_main(cli: Cli) -> Result<i32, String> {
                 Some(dir) => supervise::lock_run_dir(dir)?,
                 None => None, // the run file cannot be found: `load` says why
             };
-            let plan = load(&file)?;
+            let mut plan = load(&file)?;
+            // As with `dapr run`, tokens in the runner's own environment are every app's and
+            // every sidecar's, unless the run file's `env` sets others.
+            for var in [envoy::API_TOKEN_ENV, envoy::APP_TOKEN_ENV] {
+                if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+                    for app in &mut plan.apps {
+                        app.env.entry(var.to_string()).or_insert_with(|| value.clone());
+                    }
+                }
+            }
             if let Some(id) = &exit_with {
                 if !plan.apps.iter().any(|a| &a.app_id == id) {
                     return Err(format!("--exit-with {id}: the run file has no app {id:?}"));

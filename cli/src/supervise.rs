@@ -410,6 +410,8 @@ impl Runner<'_> {
                 "--log-level",
                 app.envoy_log_level,
             ])
+            // The tokens the config names by variable, never by value.
+            .envs(envoy::sidecar_env(app))
             .current_dir(&self.plan.base_dir);
         let prefix = format!("== ENVOY - {} == ", app.app_id);
         let child = self
