@@ -73,7 +73,7 @@ fn hex(b: u8) -> Option<u8> {
 /// ```
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
@@ -162,7 +162,10 @@ mod tests {
             ("YQ==", Some(b"a")),
             ("YWI=", Some(b"ab")),
             ("YWJj", Some(b"abc")),
-            ("ZGFwci1hcHAtaWQ6Y2hlY2tvdXQ=", Some(b"dapr-app-id:checkout")),
+            (
+                "ZGFwci1hcHAtaWQ6Y2hlY2tvdXQ=",
+                Some(b"dapr-app-id:checkout"),
+            ),
             ("YQ=", None),
             ("Y===", None),
             ("YQ==YWJj", None),

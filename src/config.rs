@@ -397,7 +397,10 @@ fn check_app_channel(channel: Option<&AppChannel>) -> Result<(), ConfigError> {
         ));
     }
     if c.channel_address.is_empty() {
-        return Err(ConfigError::field("app_channel.channel_address", "is empty"));
+        return Err(ConfigError::field(
+            "app_channel.channel_address",
+            "is empty",
+        ));
     }
     if c.port == Some(0) {
         return Err(ConfigError::field("app_channel.port", "is 0"));

@@ -146,6 +146,18 @@ impl DaprError {
         }
     }
 
+    /// `PUT /v1.0/metadata/<key>`: daprd keeps the value in memory for `GET /v1.0/metadata`; this
+    /// sidecar keeps none (a proxy-wasm filter cannot read a request's body without passing it
+    /// on), and says so rather than pretending to.
+    pub fn metadata_not_kept() -> Self {
+        DaprError {
+            status: 501,
+            code: "ERR_METADATA_SET",
+            message: "this sidecar keeps no metadata attributes (PUT /v1.0/metadata/<key>)"
+                .to_string(),
+        }
+    }
+
     /// The request body is larger than the sidecar's `maxBodySize`. Dapr fails the call with
     /// "stream too large" (as a 500); it is the caller's request that is too big, so we answer
     /// 413.

@@ -22,8 +22,6 @@ const HEALTHZ_OUTBOUND: &str = "/v1.0/healthz/outbound";
 const METADATA: &str = "/v1.0/metadata";
 /// Dapr's answer to a call without the sidecar's API token: plain text, with a newline.
 pub const INVALID_API_TOKEN: &str = "invalid api token\n";
-/// Longest key `PUT /v1.0/metadata/<key>` accepts.
-pub const MAX_METADATA_KEY: usize = 128;
 
 /// An answer the sidecar gives itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +79,6 @@ pub enum Decision<'a> {
     Reply(Reply),
     /// `GET /v1.0/metadata`: answer with the sidecar's metadata.
     Metadata,
-    /// `PUT /v1.0/metadata/<key>`: the request body is the value; answer 204 once it is kept.
-    StoreMetadata(String),
 }
 
 impl From<DaprError> for Decision<'_> {
@@ -93,15 +89,15 @@ impl From<DaprError> for Decision<'_> {
 
 /// The sidecar's own endpoints, by path (without the query).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endpoint<'p> {
+enum Endpoint {
     Healthz,
     HealthzOutbound,
     Metadata,
-    MetadataKey(&'p str),
+    MetadataKey,
 }
 
-impl<'p> Endpoint<'p> {
-    fn of(path: &'p str) -> Option<Self> {
+impl Endpoint {
+    fn of(path: &str) -> Option<Self> {
         // Dapr's router strips a trailing slash.
         let path = match path.strip_suffix('/') {
             Some(p) if !p.is_empty() => p,
@@ -115,7 +111,7 @@ impl<'p> Endpoint<'p> {
                 .strip_prefix(METADATA)
                 .and_then(|k| k.strip_prefix('/'))
                 .filter(|k| !k.contains('/'))
-                .map(Endpoint::MetadataKey),
+                .map(|_| Endpoint::MetadataKey),
         }
     }
 }
@@ -149,7 +145,10 @@ pub fn decide<'c, E>(
     let is = |m: &str| method.as_deref() == Some(m.as_bytes());
     if let Some(token) = &config.api_token {
         let exempt = is("GET")
-            && matches!(endpoint, Some(Endpoint::Healthz | Endpoint::HealthzOutbound));
+            && matches!(
+                endpoint,
+                Some(Endpoint::Healthz | Endpoint::HealthzOutbound)
+            );
         if !exempt {
             let given = header(API_TOKEN_HEADER)?;
             if !given.is_some_and(|g| secrets_equal(&g, token)) {
@@ -168,18 +167,8 @@ pub fn decide<'c, E>(
             return Ok(Decision::Reply(Reply::empty(204)));
         }
         Some(Endpoint::Metadata) if is("GET") => return Ok(Decision::Metadata),
-        Some(Endpoint::MetadataKey(raw)) if is("PUT") => {
-            return Ok(match query_unescape(raw) {
-                Some(key) if key.len() <= MAX_METADATA_KEY => Decision::StoreMetadata(key),
-                Some(_) => Decision::Reply(Reply::text(
-                    400,
-                    &format!("the metadata key is longer than {MAX_METADATA_KEY} bytes\n"),
-                )),
-                None => Decision::Reply(Reply::text(
-                    400,
-                    "failed to unescape request parameter \"key\"\n",
-                )),
-            });
+        Some(Endpoint::MetadataKey) if is("PUT") => {
+            return Ok(DaprError::metadata_not_kept().into())
         }
         // Other methods on these paths are calls like any other, as in Dapr.
         _ => {}
@@ -197,18 +186,20 @@ pub fn decide<'c, E>(
         Some(raw) if !raw.is_empty() => {
             return Ok(match std::str::from_utf8(&raw) {
                 Ok(id) => forward(config, id, None, false),
-                Err(_) => DaprError::invalid_app_id(
-                    &String::from_utf8_lossy(&raw),
-                    &"is not valid UTF-8",
-                )
-                .into(),
+                Err(_) => {
+                    DaprError::invalid_app_id(&String::from_utf8_lossy(&raw), &"is not valid UTF-8")
+                        .into()
+                }
             })
         }
         _ => {}
     }
     // `http://dapr-app-id:<id>@localhost:3500/<method>`: the URL's credentials, as clients send
     // them.
-    if let Some(id) = header("authorization")?.as_deref().and_then(basic_auth_app_id) {
+    if let Some(id) = header("authorization")?
+        .as_deref()
+        .and_then(basic_auth_app_id)
+    {
         return Ok(forward(config, &id, None, true));
     }
     Ok(DaprError::no_app_id().into())
@@ -369,7 +360,6 @@ mod tests {
                 Some(String::from_utf8(r.body).unwrap()).filter(|b| !b.is_empty()),
             )),
             Decision::Metadata => Ok(("<metadata>".into(), None)),
-            Decision::StoreMetadata(k) => Ok(("<store>".into(), Some(k))),
         }
     }
 
@@ -449,7 +439,11 @@ mod tests {
         );
         assert_eq!(run("/v1.0/healthz?appid=checkout", None), ok("<204>", None));
         // `appid` asks whether this sidecar is that app's: Dapr's 500 when it is not.
-        for q in ["appid=order-processor", "appid=", "x=1&appid=nope&appid=checkout"] {
+        for q in [
+            "appid=order-processor",
+            "appid=",
+            "x=1&appid=nope&appid=checkout",
+        ] {
             let e = run(&format!("/v1.0/healthz?{q}"), None).unwrap_err();
             assert_eq!(
                 e,
@@ -484,7 +478,10 @@ mod tests {
     #[test]
     fn metadata_is_the_sidecars_own() {
         assert_eq!(run("/v1.0/metadata", None), ok("<metadata>", None));
-        assert_eq!(run("/v1.0/metadata/", Some(b"order-processor")), ok("<metadata>", None));
+        assert_eq!(
+            run("/v1.0/metadata/", Some(b"order-processor")),
+            ok("<metadata>", None)
+        );
         let c = config();
         let put = |path: &str| {
             outcome(decide_with(
@@ -494,13 +491,9 @@ mod tests {
                 &mut vec![],
             ))
         };
-        assert_eq!(put("/v1.0/metadata/cliPID"), ok("<store>", Some("cliPID")));
-        assert_eq!(put("/v1.0/metadata/a%20b+c"), ok("<store>", Some("a b c")));
-        assert_eq!(put("/v1.0/metadata/bad%zz").unwrap().0, "<400>");
-        assert_eq!(
-            put(&format!("/v1.0/metadata/{}", "k".repeat(MAX_METADATA_KEY + 1))).unwrap().0,
-            "<400>"
-        );
+        // Setting attributes is Dapr's, not this sidecar's: it says so.
+        let e = put("/v1.0/metadata/cliPID").unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (501, "ERR_METADATA_SET"));
         // A deeper path is not a metadata key: a call like any other.
         assert_eq!(put("/v1.0/metadata/a/b"), ok("order-processor", None));
     }
@@ -509,12 +502,19 @@ mod tests {
     fn the_api_token_guards_everything_but_the_health_checks() {
         let c = with_token();
         let call = |method: &[u8], path: &str, token: Option<&[u8]>| {
-            let mut h: Vec<(&str, &[u8])> = vec![(":method", method), ("dapr-app-id", b"order-processor")];
+            let mut h: Vec<(&str, &[u8])> =
+                vec![(":method", method), ("dapr-app-id", b"order-processor")];
             h.extend(token.map(|t| ("dapr-api-token", t)));
             outcome(decide_with(&c, path, &h, &mut vec![]))
         };
         let refused = ok("<401>", Some("invalid api token\n"));
-        for token in [None, Some(&b""[..]), Some(b"s3cre"), Some(b"s3cret "), Some(b"S3CRET")] {
+        for token in [
+            None,
+            Some(&b""[..]),
+            Some(b"s3cre"),
+            Some(b"s3cret "),
+            Some(b"S3CRET"),
+        ] {
             assert_eq!(call(b"POST", "/orders", token), refused, "{token:?}");
             assert_eq!(call(b"GET", "/v1.0/metadata", token), refused);
             assert_eq!(call(b"PUT", "/v1.0/metadata/k", token), refused);
@@ -524,14 +524,23 @@ mod tests {
             );
             // Dapr exempts GET on its two health endpoints, and nothing else.
             assert_eq!(call(b"GET", "/v1.0/healthz", token), ok("<204>", None));
-            assert_eq!(call(b"GET", "/v1.0/healthz/outbound/", token), ok("<204>", None));
+            assert_eq!(
+                call(b"GET", "/v1.0/healthz/outbound/", token),
+                ok("<204>", None)
+            );
             assert_eq!(call(b"HEAD", "/v1.0/healthz", token), refused);
         }
         let right = Some(&b"s3cret"[..]);
         assert_eq!(call(b"POST", "/orders", right), ok("op", None));
-        assert_eq!(call(b"GET", "/v1.0/metadata", right), ok("<metadata>", None));
+        assert_eq!(
+            call(b"GET", "/v1.0/metadata", right),
+            ok("<metadata>", None)
+        );
         // Without a token configured, none is asked for.
-        assert_eq!(run("/orders", Some(b"order-processor")), ok("order-processor", None));
+        assert_eq!(
+            run("/orders", Some(b"order-processor")),
+            ok("order-processor", None)
+        );
     }
 
     #[test]
@@ -547,7 +556,10 @@ mod tests {
         let Decision::Forward(f) = call(op, None) else {
             panic!()
         };
-        assert_eq!((f.app.cluster.as_str(), f.drop_authorization), ("order-processor", true));
+        assert_eq!(
+            (f.app.cluster.as_str(), f.drop_authorization),
+            ("order-processor", true)
+        );
         // base64("DAPR-APP-ID:payments.prod")
         let Decision::Forward(f) = call(b"Basic REFQUi1BUFAtSUQ6cGF5bWVudHMucHJvZA==", None) else {
             panic!()
@@ -557,10 +569,13 @@ mod tests {
         let Decision::Forward(f) = call(op, Some(b"payments.prod")) else {
             panic!()
         };
-        assert_eq!((f.app.cluster.as_str(), f.drop_authorization), ("payments-prod", false));
+        assert_eq!(
+            (f.app.cluster.as_str(), f.drop_authorization),
+            ("payments-prod", false)
+        );
         for bad in [
-            &b"Basic dXNlcjpwYXNz"[..],                  // user:pass
-            b"Basic ZGFwci1hcHAtaWQ6YTpi",               // dapr-app-id:a:b
+            &b"Basic dXNlcjpwYXNz"[..],    // user:pass
+            b"Basic ZGFwci1hcHAtaWQ6YTpi", // dapr-app-id:a:b
             b"Bearer ZGFwci1hcHAtaWQ6b3JkZXItcHJvY2Vzc29y",
             b"Basic !!!!",
             b"basic ZGFwci1hcHAtaWQ6b3JkZXItcHJvY2Vzc29y",
@@ -568,7 +583,12 @@ mod tests {
             assert_eq!(outcome(call(bad, None)).unwrap_err().status, 404, "{bad:?}");
         }
         // base64("dapr-app-id:a b"): named, and invalid.
-        assert_eq!(outcome(call(b"Basic ZGFwci1hcHAtaWQ6YSBi", None)).unwrap_err().status, 400);
+        assert_eq!(
+            outcome(call(b"Basic ZGFwci1hcHAtaWQ6YSBi", None))
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 
     #[test]
@@ -579,7 +599,11 @@ mod tests {
             "/v1.0/invoke/order%252Dprocessor/method/orders",
             "/v1.0/invoke/order-processor%2Edefault/method/orders",
         ] {
-            assert_eq!(run(path, None), ok("order-processor", Some("/orders")), "{path}");
+            assert_eq!(
+                run(path, None),
+                ok("order-processor", Some("/orders")),
+                "{path}"
+            );
         }
         // `+` is a space after the second decoding: invalid.
         let e = run("/v1.0/invoke/order+processor/method/x", None).unwrap_err();
@@ -610,10 +634,22 @@ mod tests {
         }
         let mut reads = vec![];
         decide_with(&c, "/orders", &[], &mut reads);
-        assert_eq!(reads, ["dapr-app-id", "authorization"], "no app id: the basic-auth form");
+        assert_eq!(
+            reads,
+            ["dapr-app-id", "authorization"],
+            "no app id: the basic-auth form"
+        );
         let t = with_token();
         let mut reads = vec![];
-        decide_with(&t, "/orders", &[("dapr-api-token", b"s3cret"), ("dapr-app-id", b"order-processor")], &mut reads);
+        decide_with(
+            &t,
+            "/orders",
+            &[
+                ("dapr-api-token", b"s3cret"),
+                ("dapr-app-id", b"order-processor"),
+            ],
+            &mut reads,
+        );
         assert_eq!(reads, ["dapr-api-token", "dapr-app-id"]);
     }
 
@@ -706,7 +742,8 @@ mod tests {
     fn arbitrary_input_never_panics() {
         let configs = [config(), with_token()];
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let alphabet: &[u8] = b"/.?%-_+=ab\xff\xc3method/invoke/v1.0/healthz/metadata/order-processor";
+        let alphabet: &[u8] =
+            b"/.?%-_+=ab\xff\xc3method/invoke/v1.0/healthz/metadata/order-processor";
         for _ in 0..20_000 {
             let mut bytes = Vec::new();
             seed ^= seed << 13;

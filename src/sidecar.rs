@@ -1,5 +1,4 @@
-//! What the sidecar says about itself: Dapr's metadata API (`GET /v1.0/metadata`, and the
-//! values apps and the Dapr CLI keep with `PUT /v1.0/metadata/<key>`).
+//! What the sidecar says about itself: Dapr's metadata API (`GET /v1.0/metadata`).
 //!
 //! The answer has daprd's shape, field for field and in daprd's order (`pkg/api/http/metadata.go`),
 //! so SDKs that ask whether the sidecar is up, or what its app id is, read it as they read
@@ -11,36 +10,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::Config;
-
-/// At most this many keys are kept by `PUT /v1.0/metadata/<key>`, each value at most
-/// [`MAX_METADATA_VALUE`] bytes: a sidecar's memory must not grow at an app's will.
-pub const MAX_METADATA_KEYS: usize = 64;
-pub const MAX_METADATA_VALUE: usize = 4096;
-
-/// The values kept by `PUT /v1.0/metadata/<key>`, in memory, as daprd keeps them.
-#[derive(Debug, Default)]
-pub struct MetadataStore {
-    entries: BTreeMap<String, String>,
-}
-
-impl MetadataStore {
-    /// Keeps `value` under `key`; an empty key is ignored, as daprd ignores it.
-    pub fn put(&mut self, key: String, value: String) -> Result<(), String> {
-        if key.is_empty() {
-            return Ok(());
-        }
-        if value.len() > MAX_METADATA_VALUE {
-            return Err(format!(
-                "the value is longer than {MAX_METADATA_VALUE} bytes"
-            ));
-        }
-        if !self.entries.contains_key(&key) && self.entries.len() >= MAX_METADATA_KEYS {
-            return Err(format!("the sidecar keeps at most {MAX_METADATA_KEYS} keys"));
-        }
-        self.entries.insert(key, value);
-        Ok(())
-    }
-}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,17 +67,14 @@ pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// let c = dapr_invoke::config::Config::from_json(
 ///     br#"{"app_id": "checkout", "apps": {"order-processor": {"cluster": "op"}}}"#,
 /// ).unwrap();
-/// let body = dapr_invoke::sidecar::metadata_json(&c, &Default::default());
+/// let body = dapr_invoke::sidecar::metadata_json(&c);
 /// assert!(body.starts_with(r#"{"id":"checkout","runtimeVersion":"#));
 /// ```
-pub fn metadata_json(config: &Config, store: &MetadataStore) -> String {
-    let mut extended: BTreeMap<&str, &str> = store
-        .entries
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    extended.insert("daprRuntimeVersion", RUNTIME_VERSION);
-    extended.insert("sidecar", crate::BUILD_NAME);
+pub fn metadata_json(config: &Config) -> String {
+    let extended = BTreeMap::from([
+        ("daprRuntimeVersion", RUNTIME_VERSION),
+        ("sidecar", crate::BUILD_NAME),
+    ]);
     let app_connection_properties = config.app_channel.as_ref().map(|c| AppConnection {
         port: c.port,
         protocol: &c.protocol,
@@ -156,15 +122,12 @@ mod tests {
                    "health": {"path": "/healthz", "interval": "5s", "timeout": "500ms", "threshold": 3}}}"#,
         )
         .unwrap();
-        let mut store = MetadataStore::default();
-        store.put("cliPID".into(), "42".into()).unwrap();
-        let body = metadata_json(&c, &store);
+        let body = metadata_json(&c);
         assert!(body.ends_with("}\n"));
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["id"], "order-processor");
         assert_eq!(v["runtimeVersion"], RUNTIME_VERSION);
         assert_eq!(v["extended"]["daprRuntimeVersion"], RUNTIME_VERSION);
-        assert_eq!(v["extended"]["cliPID"], "42");
         assert_eq!(v["components"], serde_json::json!([]));
         assert_eq!(
             v["appConnectionProperties"],
@@ -175,25 +138,19 @@ mod tests {
         assert_eq!(v["actorRuntime"]["runtimeStatus"], "DISABLED");
         // daprd's field order.
         let keys: Vec<&str> = [
-            "\"id\"", "\"runtimeVersion\"", "\"enabledFeatures\"", "\"actors\"", "\"components\"",
-            "\"extended\"", "\"subscriptions\"", "\"httpEndpoints\"", "\"appConnectionProperties\"",
+            "\"id\"",
+            "\"runtimeVersion\"",
+            "\"enabledFeatures\"",
+            "\"actors\"",
+            "\"components\"",
+            "\"extended\"",
+            "\"subscriptions\"",
+            "\"httpEndpoints\"",
+            "\"appConnectionProperties\"",
             "\"actorRuntime\"",
         ]
         .to_vec();
         let positions: Vec<usize> = keys.iter().map(|k| body.find(k).unwrap()).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{body}");
-    }
-
-    #[test]
-    fn the_store_is_bounded() {
-        let mut s = MetadataStore::default();
-        for i in 0..MAX_METADATA_KEYS {
-            s.put(format!("k{i}"), "v".into()).unwrap();
-        }
-        assert!(s.put("one-more".into(), "v".into()).is_err());
-        s.put("k0".into(), "replaced".into()).unwrap();
-        assert!(s.put("k1".into(), "x".repeat(MAX_METADATA_VALUE + 1)).is_err());
-        s.put(String::new(), "ignored".into()).unwrap();
-        assert_eq!(s.entries.len(), MAX_METADATA_KEYS);
     }
 }

@@ -169,7 +169,9 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             for var in [envoy::API_TOKEN_ENV, envoy::APP_TOKEN_ENV] {
                 if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
                     for app in &mut plan.apps {
-                        app.env.entry(var.to_string()).or_insert_with(|| value.clone());
+                        app.env
+                            .entry(var.to_string())
+                            .or_insert_with(|| value.clone());
                     }
                 }
             }

@@ -31,7 +31,6 @@ pub struct FakeHost {
     /// Request headers in order; a name may repeat, as on the wire.
     headers: RefCell<Vec<(String, Vec<u8>)>>,
     properties: Vec<(String, Vec<u8>)>,
-    body: Vec<u8>,
     /// Host calls that fail, named as [`FakeHost::failing`] says.
     failing: Vec<String>,
     replies: RefCell<Vec<Reply>>,
@@ -64,18 +63,12 @@ impl FakeHost {
         self.with_property(&super::PEER_URI_SAN, uri_san)
     }
 
-    /// The request body Envoy holds.
-    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
-        self
-    }
-
     pub fn with_property(mut self, path: &[&str], value: impl Into<Vec<u8>>) -> Self {
         self.properties.push((path.join("."), value.into()));
         self
     }
 
-    /// Makes one host call fail: `get <header>`, `set <header>`, `remove <header>`, `body`,
+    /// Makes one host call fail: `get <header>`, `set <header>`, `remove <header>`,
     /// `property <a.b>` or `reply`.
     pub fn failing(mut self, call: &str) -> Self {
         self.failing.push(call.to_string());
@@ -145,11 +138,6 @@ impl Host for FakeHost {
         self.call(&format!("remove {name}"))?;
         self.headers.borrow_mut().retain(|(n, _)| n != name);
         Ok(())
-    }
-
-    fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
-        self.call("body")?;
-        Ok(self.body.iter().take(size).copied().collect())
     }
 
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {

@@ -11,13 +11,11 @@ use std::time::Duration;
 
 use log::Level;
 
-use std::cell::RefCell;
-
 use crate::config::{Config, Mode};
 use crate::error::DaprError;
 use crate::inbound;
 use crate::route::{self, Decision, Forward, Reply};
-use crate::sidecar::{self, MetadataStore, MAX_METADATA_VALUE};
+use crate::sidecar;
 
 #[cfg(test)]
 mod fake;
@@ -57,8 +55,6 @@ pub trait Host {
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError>;
     /// Removes a request header, every value of it.
     fn remove_request_header(&self, name: &str) -> Result<(), HostError>;
-    /// The first `size` bytes of the request body Envoy holds.
-    fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
     /// A property of the stream or its connection, as bytes.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     /// Answers the request here; it is not forwarded.
@@ -80,114 +76,52 @@ pub enum Next {
     Continue,
     /// Stop: the filter answered (or tried to), and the request goes nowhere.
     Stop,
-    /// Hold the request until its whole body is there (Envoy buffers it).
-    Buffer,
 }
 
 /// What the filter still has to do with a request's body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Body {
-    /// Nothing: the body passes untouched, without entering the VM again.
+    /// Nothing: the body passes untouched.
     #[default]
     Untouched,
-    /// `PUT /v1.0/metadata/<key>`: the body is the value to keep.
-    Metadata(String),
     /// A call to `app` without a `content-length`: at most `left` more bytes may pass.
     Limited { left: u64, app: String },
 }
 
-/// The VM's state that outlives a request: what `PUT /v1.0/metadata` kept.
-#[derive(Debug, Default)]
-pub struct Sidecar {
-    pub metadata: RefCell<MetadataStore>,
-}
-
 /// Handles a request's headers. `config` is `None` until a plugin configuration was accepted;
-/// `body` says what the filter must still do with the body; `end_of_stream` when there is none.
+/// `body` says what the filter must still do with the body.
 pub fn on_request_headers<H: Host>(
     host: &H,
     context_id: u32,
     config: Option<&Config>,
-    sidecar: &Sidecar,
     body: &mut Body,
-    end_of_stream: bool,
 ) -> Next {
     let stream = Stream { host, context_id };
     let Some(config) = config else {
         return stream.reject(&DaprError::not_ready("the filter has no configuration"));
     };
     match config.mode {
-        Mode::Outbound => match stream.outbound(config, sidecar, body) {
-            // A request without a body gets no body callback: finish it here.
-            Next::Buffer if end_of_stream => {
-                on_request_body(host, context_id, sidecar, body, 0, true)
-            }
-            next => next,
-        },
+        Mode::Outbound => stream.outbound(config, body),
         Mode::Inbound => stream.inbound(config),
     }
 }
 
-/// Handles a piece of a request's body: `size` bytes are held by Envoy (all of them so far when
-/// the filter asked to buffer), `end` when it is the last.
-pub fn on_request_body<H: Host>(
-    host: &H,
-    context_id: u32,
-    sidecar: &Sidecar,
-    body: &mut Body,
-    size: usize,
-    end: bool,
-) -> Next {
-    let stream = Stream { host, context_id };
-    match body {
-        Body::Untouched => Next::Continue,
-        Body::Metadata(_) if size > MAX_METADATA_VALUE => {
-            *body = Body::Untouched;
-            stream.respond(&Reply {
-                status: 413,
-                content_type: Some("text/plain; charset=utf-8"),
-                body: format!("the value is longer than {MAX_METADATA_VALUE} bytes\n").into_bytes(),
-            })
+/// Handles a piece of a forwarded request's body: `size` bytes of it.
+pub fn on_request_body<H: Host>(host: &H, context_id: u32, body: &mut Body, size: usize) -> Next {
+    let Body::Limited { left, app } = body else {
+        return Next::Continue;
+    };
+    match left.checked_sub(size as u64) {
+        Some(rest) => {
+            *left = rest;
+            Next::Continue
         }
-        Body::Metadata(_) if !end => Next::Buffer,
-        Body::Metadata(key) => {
-            let key = std::mem::take(key);
+        None => {
+            // The head of the body went on already: the reply resets the call upstream.
+            let e = DaprError::body_too_large(app);
             *body = Body::Untouched;
-            let value = match host.request_body(size) {
-                Ok(value) => value,
-                Err(e) => return stream.host_failure("read the request body", &e),
-            };
-            let Ok(value) = String::from_utf8(value) else {
-                return stream.respond(&Reply {
-                    status: 400,
-                    content_type: Some("text/plain; charset=utf-8"),
-                    body: b"the value is not UTF-8 text\n".to_vec(),
-                });
-            };
-            match sidecar.metadata.borrow_mut().put(key, value) {
-                Ok(()) => stream.respond(&Reply {
-                    status: 204,
-                    content_type: None,
-                    body: Vec::new(),
-                }),
-                Err(why) => stream.respond(&Reply {
-                    status: 400,
-                    content_type: Some("text/plain; charset=utf-8"),
-                    body: format!("{why}\n").into_bytes(),
-                }),
-            }
+            Stream { host, context_id }.reject(&e)
         }
-        Body::Limited { left, app } => match left.checked_sub(size as u64) {
-            Some(rest) => {
-                *left = rest;
-                Next::Continue
-            }
-            None => {
-                let e = DaprError::body_too_large(app);
-                *body = Body::Untouched;
-                stream.reject(&e)
-            }
-        },
     }
 }
 
@@ -215,7 +149,7 @@ struct Stream<'h, H> {
 }
 
 impl<H: Host> Stream<'_, H> {
-    fn outbound(&self, config: &Config, sidecar: &Sidecar, body: &mut Body) -> Next {
+    fn outbound(&self, config: &Config, body: &mut Body) -> Next {
         let path = match self.host.request_header(":path") {
             Ok(path) => path.unwrap_or_default(),
             Err(e) => return self.host_failure("read :path", &e),
@@ -226,10 +160,9 @@ impl<H: Host> Stream<'_, H> {
         // The decision reads the headers it needs, and no more: each read is a host call.
         let mut failed = None;
         let decision = route::decide(config, path, |name| {
-            self.host.request_header(name).map_err(|e| {
-                failed = Some(name.to_string());
-                e
-            })
+            self.host
+                .request_header(name)
+                .inspect_err(|_| failed = Some(name.to_string()))
         });
         let decision = match decision {
             Ok(d) => d,
@@ -244,12 +177,8 @@ impl<H: Host> Stream<'_, H> {
             Decision::Metadata => self.respond(&Reply {
                 status: 200,
                 content_type: Some("application/json"),
-                body: sidecar::metadata_json(config, &sidecar.metadata.borrow()).into_bytes(),
+                body: sidecar::metadata_json(config).into_bytes(),
             }),
-            Decision::StoreMetadata(key) => {
-                *body = Body::Metadata(key);
-                Next::Buffer
-            }
         }
     }
 
@@ -258,7 +187,9 @@ impl<H: Host> Stream<'_, H> {
         if let Some(max) = config.max_body_bytes {
             match self.host.request_header("content-length") {
                 Ok(Some(len)) => {
-                    let len = std::str::from_utf8(&len).ok().and_then(|l| l.parse::<u64>().ok());
+                    let len = std::str::from_utf8(&len)
+                        .ok()
+                        .and_then(|l| l.parse::<u64>().ok());
                     // Envoy has checked the framing: a length is a number.
                     if len.is_some_and(|l| l > max) {
                         return self.reject(&DaprError::body_too_large(&app.app_id));

@@ -28,14 +28,7 @@ fn config(json: &str) -> Config {
 }
 
 fn handle(host: &FakeHost, json: &str) -> Next {
-    on_request_headers(
-        host,
-        7,
-        Some(&config(json)),
-        &Sidecar::default(),
-        &mut Body::Untouched,
-        true,
-    )
+    on_request_headers(host, 7, Some(&config(json)), &mut Body::Untouched)
 }
 
 /// The reply a user sees for a Dapr error: status, JSON content type, this exact body.
@@ -124,14 +117,16 @@ const GUARDED: &str = r#"{"app_id": "checkout", "api_token_env": "TOKEN", "max_b
     "apps": {"order-processor": {"cluster": "order-processor"}}}"#;
 
 fn guarded() -> Config {
-    match Config::load(GUARDED.as_bytes(), &|n| (n == "TOKEN").then(|| "t0k".to_string())) {
+    match Config::load(GUARDED.as_bytes(), &|n| {
+        (n == "TOKEN").then(|| "t0k".to_string())
+    }) {
         Ok(c) => c,
         Err(e) => panic!("{e}"),
     }
 }
 
-fn run(host: &FakeHost, config: &Config, sidecar: &Sidecar, body: &mut Body, end: bool) -> Next {
-    on_request_headers(host, 7, Some(config), sidecar, body, end)
+fn run(host: &FakeHost, config: &Config, body: &mut Body) -> Next {
+    on_request_headers(host, 7, Some(config), body)
 }
 
 #[test]
@@ -140,12 +135,18 @@ fn an_api_token_is_required_and_never_forwarded() {
     let host = FakeHost::new()
         .with_request("POST", "/orders")
         .with_header("dapr-app-id", "order-processor");
-    assert_eq!(run(&host, &c, &Sidecar::default(), &mut Body::Untouched, false), Next::Stop);
+    assert_eq!(run(&host, &c, &mut Body::Untouched), Next::Stop);
     let reply = host.reply();
-    assert_eq!((reply.status, reply.body_text()), (401, "invalid api token\n"));
+    assert_eq!(
+        (reply.status, reply.body_text()),
+        (401, "invalid api token\n")
+    );
     assert_eq!(
         reply.headers,
-        [("content-type".to_string(), "text/plain; charset=utf-8".to_string())]
+        [(
+            "content-type".to_string(),
+            "text/plain; charset=utf-8".to_string()
+        )]
     );
     assert_untouched(&host, &["x-dapr-cluster"]);
     let host = FakeHost::new()
@@ -153,54 +154,40 @@ fn an_api_token_is_required_and_never_forwarded() {
         .with_header("dapr-api-token", "t0k")
         .with_header("dapr-app-id", "order-processor")
         .with_header("content-length", "2");
-    assert_eq!(run(&host, &c, &Sidecar::default(), &mut Body::Untouched, false), Next::Continue);
+    assert_eq!(run(&host, &c, &mut Body::Untouched), Next::Continue);
     assert_eq!(host.one("x-dapr-cluster"), "order-processor");
 }
 
 #[test]
-fn metadata_is_answered_and_kept_values_show_in_it() {
+fn metadata_is_answered_here() {
     let c = guarded();
-    let sidecar = Sidecar::default();
-    let mut body = Body::Untouched;
-    let put = FakeHost::new()
-        .with_request("PUT", "/v1.0/metadata/cliPID")
-        .with_header("dapr-api-token", "t0k")
-        .with_body("4242");
-    assert_eq!(run(&put, &c, &sidecar, &mut body, false), Next::Buffer);
-    assert_eq!(body, Body::Metadata("cliPID".into()));
-    assert_eq!(on_request_body(&put, 7, &sidecar, &mut body, 2, false), Next::Buffer);
-    assert_eq!(on_request_body(&put, 7, &sidecar, &mut body, 4, true), Next::Stop);
-    assert_eq!(put.reply().status, 204);
     let get = FakeHost::new()
         .with_request("GET", "/v1.0/metadata")
         .with_header("dapr-api-token", "t0k");
-    assert_eq!(run(&get, &c, &sidecar, &mut Body::Untouched, true), Next::Stop);
+    assert_eq!(run(&get, &c, &mut Body::Untouched), Next::Stop);
     let reply = get.reply();
     assert_eq!(reply.status, 200);
     let v: serde_json::Value = serde_json::from_str(reply.body_text()).unwrap();
     assert_eq!(v["id"], "checkout");
-    assert_eq!(v["extended"]["cliPID"], "4242");
     assert_eq!(v["appConnectionProperties"]["channelAddress"], "127.0.0.1");
-    // A PUT without a body keeps an empty value at once.
-    let empty = FakeHost::new()
-        .with_request("PUT", "/v1.0/metadata/flag")
-        .with_header("dapr-api-token", "t0k");
-    assert_eq!(run(&empty, &c, &sidecar, &mut Body::Untouched, true), Next::Stop);
-    assert_eq!(empty.reply().status, 204);
 }
 
 #[test]
 fn the_basic_auth_form_removes_the_authorization_header() {
     // base64("dapr-app-id:order-processor")
-    let host = FakeHost::new()
-        .with_request("GET", "/orders")
-        .with_header("authorization", "Basic ZGFwci1hcHAtaWQ6b3JkZXItcHJvY2Vzc29y");
+    let host = FakeHost::new().with_request("GET", "/orders").with_header(
+        "authorization",
+        "Basic ZGFwci1hcHAtaWQ6b3JkZXItcHJvY2Vzc29y",
+    );
     assert_eq!(handle(&host, OUTBOUND), Next::Continue);
     assert_eq!(host.one("x-dapr-cluster"), "order-processor");
     assert!(host.header("authorization").is_empty());
     let failing = FakeHost::new()
         .with_request("GET", "/orders")
-        .with_header("authorization", "Basic ZGFwci1hcHAtaWQ6b3JkZXItcHJvY2Vzc29y")
+        .with_header(
+            "authorization",
+            "Basic ZGFwci1hcHAtaWQ6b3JkZXItcHJvY2Vzc29y",
+        )
         .failing("remove authorization");
     assert_eq!(handle(&failing, OUTBOUND), Next::Stop);
     assert_json_reply(&failing.reply(), 500, NOT_READY);
@@ -219,24 +206,27 @@ fn bodies_over_the_limit_are_refused() {
             .with_header("content-length", len)
     };
     let host = with_length("11");
-    assert_eq!(run(&host, &c, &Sidecar::default(), &mut Body::Untouched, false), Next::Stop);
+    assert_eq!(run(&host, &c, &mut Body::Untouched), Next::Stop);
     assert_json_reply(&host.reply(), 413, too_long);
     assert_untouched(&host, &["x-dapr-cluster"]);
     let host = with_length("10");
     let mut body = Body::Untouched;
-    assert_eq!(run(&host, &c, &Sidecar::default(), &mut body, false), Next::Continue);
-    assert_eq!(body, Body::Untouched, "a length is enforced by Envoy's framing");
+    assert_eq!(run(&host, &c, &mut body), Next::Continue);
+    assert_eq!(
+        body,
+        Body::Untouched,
+        "a length is enforced by Envoy's framing"
+    );
     // Without a length the bytes are counted as they pass.
     let host = FakeHost::new()
         .with_request("POST", "/orders")
         .with_header("dapr-api-token", "t0k")
         .with_header("dapr-app-id", "order-processor");
     let mut body = Body::Untouched;
-    let sidecar = Sidecar::default();
-    assert_eq!(run(&host, &c, &sidecar, &mut body, false), Next::Continue);
-    assert_eq!(on_request_body(&host, 7, &sidecar, &mut body, 6, false), Next::Continue);
-    assert_eq!(on_request_body(&host, 7, &sidecar, &mut body, 4, false), Next::Continue);
-    assert_eq!(on_request_body(&host, 7, &sidecar, &mut body, 1, true), Next::Stop);
+    assert_eq!(run(&host, &c, &mut body), Next::Continue);
+    assert_eq!(on_request_body(&host, 7, &mut body, 6), Next::Continue);
+    assert_eq!(on_request_body(&host, 7, &mut body, 4), Next::Continue);
+    assert_eq!(on_request_body(&host, 7, &mut body, 1), Next::Stop);
     assert_json_reply(&host.reply(), 413, too_long);
 }
 
@@ -290,7 +280,10 @@ fn no_configuration_is_not_ready() {
     let host = FakeHost::new()
         .with_request("GET", "/orders")
         .with_header("dapr-app-id", "order-processor");
-    assert_eq!(on_request_headers(&host, 1, None, &Sidecar::default(), &mut Body::Untouched, true), Next::Stop);
+    assert_eq!(
+        on_request_headers(&host, 1, None, &mut Body::Untouched),
+        Next::Stop
+    );
     assert_json_reply(
         &host.reply(),
         500,

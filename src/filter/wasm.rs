@@ -15,7 +15,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
-use super::{Body, Host, HostError, Next, Sidecar};
+use super::{Body, Host, HostError, Next};
 use crate::config::Config;
 
 /// A gauge of the VM's linear memory, in bytes (Envoy shows it as `wasmcustom.dapr_invoke.vm_memory_bytes`).
@@ -28,7 +28,6 @@ proxy_wasm::main! {{
         Box::new(Root {
             context_id,
             config: None,
-            sidecar: Rc::new(Sidecar::default()),
             memory_gauge: None,
             memory_pages: Cell::new(0),
         })
@@ -53,12 +52,6 @@ impl Host for Envoy {
 
     fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
         hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).map_err(failed)
-    }
-
-    fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
-        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
-            .map(Option::unwrap_or_default)
-            .map_err(failed)
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
@@ -93,7 +86,6 @@ fn follow_envoy_log_level() {
 struct Root {
     context_id: u32,
     config: Option<Rc<Config>>,
-    sidecar: Rc<Sidecar>,
     memory_gauge: Option<u32>,
     /// The memory size last recorded in the gauge, in 64 KiB pages.
     memory_pages: Cell<usize>,
@@ -158,7 +150,6 @@ impl RootContext for Root {
         Some(Box::new(Http {
             context_id,
             config: self.config.clone(),
-            sidecar: Rc::clone(&self.sidecar),
             body: Body::Untouched,
         }))
     }
@@ -186,21 +177,20 @@ impl Root {
 struct Http {
     context_id: u32,
     config: Option<Rc<Config>>,
-    sidecar: Rc<Sidecar>,
     body: Body,
 }
 
 fn action(next: Next) -> Action {
     match next {
         Next::Continue => Action::Continue,
-        Next::Stop | Next::Buffer => Action::Pause,
+        Next::Stop => Action::Pause,
     }
 }
 
 impl Context for Http {}
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         #[cfg(feature = "fault-injection")]
         if let Ok(Some(_)) = Envoy.request_header("x-dapr-invoke-fault") {
             // Test builds only: trap the VM, to show what Envoy's failure_policy does.
@@ -210,20 +200,16 @@ impl HttpContext for Http {
             &Envoy,
             self.context_id,
             self.config.as_deref(),
-            &self.sidecar,
             &mut self.body,
-            end_of_stream,
         ))
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
         action(super::on_request_body(
             &Envoy,
             self.context_id,
-            &self.sidecar,
             &mut self.body,
             body_size,
-            end_of_stream,
         ))
     }
 }

@@ -265,12 +265,13 @@ fn inbound_route(me: &AppPlan) -> Route {
         )],
     };
     // Where the call came from, appended as daprd appends it (never trusted from the caller):
-    // the caller's sidecar as the callee's sidecar sees it.
+    // the caller's sidecar as the callee's sidecar sees it. The *direct* remote address: Envoy's
+    // plain remote address would be read from the X-Forwarded-For the caller sent.
     let mut add = vec![
-        HeaderValueOption::append("x-forwarded-for", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+        HeaderValueOption::append("x-forwarded-for", "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%"),
         HeaderValueOption::append(
             "forwarded",
-            "for=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%;by=%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%",
+            "for=%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%;by=%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%",
         ),
     ];
     let mut remove = vec![DEFAULT_CLUSTER_HEADER.to_string()];
@@ -304,20 +305,29 @@ pub const APP_TOKEN_ENV: &str = "APP_API_TOKEN";
 /// The app's API token, when its run-file `env` sets one: its sidecar then refuses every call
 /// without it (Dapr's health checks aside).
 pub fn api_token(app: &AppPlan) -> Option<&str> {
-    app.env.get(API_TOKEN_ENV).map(String::as_str).filter(|t| !t.is_empty())
+    app.env
+        .get(API_TOKEN_ENV)
+        .map(String::as_str)
+        .filter(|t| !t.is_empty())
 }
 
 /// The token the sidecar sends the app with every call, when the run file's `env` sets one.
 pub fn app_token(app: &AppPlan) -> Option<&str> {
-    app.env.get(APP_TOKEN_ENV).map(String::as_str).filter(|t| !t.is_empty())
+    app.env
+        .get(APP_TOKEN_ENV)
+        .map(String::as_str)
+        .filter(|t| !t.is_empty())
 }
 
 /// The environment a sidecar's Envoy needs: the tokens, which configs name but never hold.
 pub fn sidecar_env(app: &AppPlan) -> std::collections::BTreeMap<String, String> {
-    [(API_TOKEN_ENV, api_token(app)), (APP_TOKEN_ENV, app_token(app))]
-        .into_iter()
-        .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
-        .collect()
+    [
+        (API_TOKEN_ENV, api_token(app)),
+        (APP_TOKEN_ENV, app_token(app)),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
+    .collect()
 }
 
 /// The cluster that reaches `target`'s sidecar from `me`'s: HTTP/2, mutual TLS with the peer
@@ -469,9 +479,8 @@ fn wasm_filter(wasm: &str, plugin: &PluginConfig) -> Result<HttpFilter, String> 
                     code: AsyncDataSource {
                         local: DataSource::Filename(wasm.to_string()),
                     },
-                    environment_variables: (!env.is_empty()).then_some(EnvironmentVariables {
-                        host_env_keys: env,
-                    }),
+                    environment_variables: (!env.is_empty())
+                        .then_some(EnvironmentVariables { host_env_keys: env }),
                 },
                 configuration: TypedConfig::StringValue {
                     value: configuration,
@@ -801,7 +810,10 @@ apps:
                         .unwrap()
                     {
                         let removed = route["request_headers_to_remove"].as_array().unwrap();
-                        assert!(removed.iter().any(|h| h == DEFAULT_CLUSTER_HEADER), "{route}");
+                        assert!(
+                            removed.iter().any(|h| h == DEFAULT_CLUSTER_HEADER),
+                            "{route}"
+                        );
                         // The caller's token is removed, or replaced by the app's own.
                         let replaced = route["request_headers_to_add"]
                             .as_array()
