@@ -627,7 +627,9 @@ fn parse_trust_domain(raw: &str, field: &str) -> Result<String, AclError> {
     Ok(td)
 }
 
-fn check_trust_domain(td: &str) -> Result<(), String> {
+/// Checks a lowercase SPIFFE trust domain: 1 to 255 characters of a-z, 0-9, '.', '-', '_'.
+/// The reason reads after the value: `"a/b" has the character '/'; ...`.
+pub fn check_trust_domain(td: &str) -> Result<(), String> {
     if td.is_empty() {
         return Err("is empty".into());
     }
