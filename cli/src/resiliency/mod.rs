@@ -1,16 +1,45 @@
 //! Dapr's `Resiliency` resource, read: per target app a timeout, a retry policy and a circuit
-//! breaker (`crate::envoy::resiliency` turns them into Envoy's). Where Envoy cannot say exactly
-//! what Dapr says, the closest safe behaviour is chosen and a note explains it (the runner logs
-//! the notes at start).
+//! breaker (`crate::envoy::resiliency` turns them into Envoy's). Policies are merged across every
+//! Resiliency resource that applies to an app, as Dapr does, then resolved per target: a target
+//! app named under `targets.apps` gets exactly the policies it names, any other target app
+//! Dapr's default policies (`DefaultAppRetryPolicy`, else `DefaultRetryPolicy`; the same for
+//! timeouts and circuit breakers). Where Envoy cannot say exactly what Dapr says, the closest
+//! safe behaviour is chosen and a note explains it (the runner prints the notes at start).
+
+mod duration;
+mod spec;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_norway::Value as Yaml;
+use serde_saphyr::Spanned;
 
-/// Retries Envoy makes where Dapr would retry forever (`maxRetries: -1`).
+pub use duration::duration;
+
+use crate::yaml::{self, line_of, FileError, Plain};
+
+/// Retries Envoy makes where Dapr would retry forever (`maxRetries: -1`, or no `maxRetries`).
 pub const FOREVER_RETRIES: u32 = 10;
+
+/// Consecutive failures that open a circuit breaker without a `trip`: Dapr's breaker library
+/// (gobreaker) trips on `consecutiveFailures > 5`.
+pub const DEFAULT_TRIP_FAILURES: u32 = 6;
+
+/// How long a breaker stays open without a `timeout` (or with `0s`), as gobreaker does.
+const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(60);
+
+/// Dapr's default policies for service invocation, the app-specific name first.
+const DEFAULT_TIMEOUTS: [&str; 2] = ["DefaultAppTimeoutPolicy", "DefaultTimeoutPolicy"];
+const DEFAULT_RETRIES: [&str; 2] = ["DefaultAppRetryPolicy", "DefaultRetryPolicy"];
+const DEFAULT_BREAKERS: [&str; 2] = [
+    "DefaultAppCircuitBreakerPolicy",
+    "DefaultCircuitBreakerPolicy",
+];
+
+/// Dapr's own retries for service invocation, which a user-defined retry policy of this name
+/// changes in Dapr.
+const BUILT_IN_SERVICE_RETRIES: &str = "DaprBuiltInServiceRetries";
 
 /// What applies to calls from one app to one target app.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,180 +71,401 @@ pub struct Breaker {
 /// The policies of every Resiliency resource that applies to one app (the caller), by target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policies {
+    /// By target app id: the apps `targets.apps` names, and, once [`Policies::apply_defaults`]
+    /// ran, every other app of the run that a default policy applies to.
     pub targets: BTreeMap<String, TargetPolicy>,
+    /// What applies to a target app that `targets.apps` does not name (Dapr's default
+    /// policies); `None` when no default policy is defined.
+    pub defaults: Option<TargetPolicy>,
+    /// Where Envoy does something other than Dapr would, or a file was skipped.
     pub notes: Vec<String>,
+    /// Settings that have no effect here.
+    pub warnings: Vec<String>,
+}
+
+impl Policies {
+    /// Gives every app of `apps` that has no policy of its own the default one, so that
+    /// `targets` alone says what applies to each app of the run.
+    pub fn apply_defaults(&mut self, apps: &[String]) {
+        if let Some(d) = &self.defaults {
+            for app in apps {
+                self.targets.entry(app.clone()).or_insert_with(|| d.clone());
+            }
+        }
+    }
 }
 
 /// Reads every Resiliency resource in the YAML files of `dirs` that is scoped to `app_id` (or
-/// not scoped), and merges their app targets.
-pub fn load(dirs: &[PathBuf], app_id: &str) -> Result<Policies, String> {
+/// not scoped), merges them and resolves the policy of each target app. Every Resiliency is
+/// checked, whoever it is scoped to; documents of other kinds (Component, Subscription, ...)
+/// are skipped with a note.
+pub fn load(dirs: &[PathBuf], app_id: &str) -> Result<Policies, FileError> {
+    let mut merged = Merged::default();
     let mut out = Policies::default();
     for dir in dirs {
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            FileError::new(&yaml::shown(dir), None, "", format!("cannot read: {e}"))
+        })?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
             .collect();
         files.sort();
-        for file in files {
-            let text =
-                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            for doc in text.split("\n---") {
-                let Ok(yaml) = serde_norway::from_str::<Yaml>(doc) else {
-                    continue;
-                };
-                if yaml.get("kind").and_then(Yaml::as_str) != Some("Resiliency") {
-                    continue;
-                }
-                let scoped = match yaml.get("scopes").and_then(Yaml::as_sequence) {
-                    None => true,
-                    Some(scopes) => scopes.iter().any(|s| s.as_str() == Some(app_id)),
-                };
-                if scoped {
-                    let p = parse(&yaml, &file).map_err(|e| format!("{}: {e}", file.display()))?;
-                    out.targets.extend(p.targets);
-                    out.notes.extend(p.notes);
+        for path in files {
+            let file = yaml::shown(&path);
+            let text = yaml::read(&path, "the resource file")?;
+            for doc in yaml::documents::<spec::Resiliency>(&text, &file, "Resiliency")? {
+                let here = at(&file, doc.line);
+                match (doc.kind, doc.value) {
+                    (Some(_), Some(r)) => {
+                        let scoped = r.scopes.as_ref().is_none_or(|scopes| {
+                            scopes.is_empty() || scopes.iter().any(|s| s.0 == app_id)
+                        });
+                        let mut warnings = Vec::new();
+                        let mut one = Merged::default();
+                        one.add(r, &file, &mut warnings)?;
+                        if scoped {
+                            merged.extend(one);
+                            out.warnings.extend(warnings);
+                        }
+                    }
+                    (Some(kind), None) => out.notes.push(format!(
+                        "{here}: a {kind} has no effect on Envoy sidecars; skipped"
+                    )),
+                    (None, _) => out
+                        .notes
+                        .push(format!("{here}: not a Dapr resource (no kind); skipped")),
                 }
             }
         }
     }
+    merged.resolve(&mut out)?;
     Ok(out)
 }
 
-/// One Resiliency resource.
-pub fn parse(doc: &Yaml, file: &Path) -> Result<Policies, String> {
-    let spec = doc.get("spec").ok_or("a Resiliency needs a spec")?;
-    let policies = spec.get("policies");
-    let section = |name: &str| {
-        policies
-            .and_then(|p| p.get(name))
-            .and_then(Yaml::as_mapping)
-    };
-    let mut notes = Vec::new();
-    let shown = file.display();
+/// A policy as read, with where it was defined.
+#[derive(Debug, Clone)]
+struct Located<T> {
+    file: String,
+    line: Option<usize>,
+    value: T,
+}
 
-    let mut targets = BTreeMap::new();
-    let Some(apps) = spec
-        .get("targets")
-        .and_then(|t| t.get("apps"))
-        .and_then(Yaml::as_mapping)
-    else {
-        return Ok(Policies { targets, notes });
-    };
-    for (app, target) in apps {
-        let app = app
-            .as_str()
-            .ok_or("targets.apps has a key that is not a string")?;
-        let mut policy = TargetPolicy::default();
-        let refs = |key: &str| target.get(key).and_then(Yaml::as_str);
-        if let Some(name) = refs("timeout") {
-            let raw = section("timeouts")
-                .and_then(|t| t.get(name))
-                .and_then(Yaml::as_str)
-                .unwrap_or(name);
-            policy.timeout = Some(duration(raw).map_err(|e| {
-                format!("targets.apps.{app}.timeout: {name:?} is neither a timeout policy nor a duration ({e})")
-            })?);
+/// The policies and app targets of the Resiliency resources that apply, by name; a later
+/// definition of a name replaces an earlier one, as in Dapr.
+#[derive(Debug, Default)]
+struct Merged {
+    timeouts: BTreeMap<String, Located<Duration>>,
+    /// The retry, and whether Dapr would retry forever.
+    retries: BTreeMap<String, Located<(Retry, bool)>>,
+    /// The breaker, and whether it has no `trip` (Dapr's default applies).
+    breakers: BTreeMap<String, Located<(Breaker, bool)>>,
+    apps: BTreeMap<String, Located<spec::AppTarget>>,
+}
+
+impl Merged {
+    fn extend(&mut self, other: Merged) {
+        self.timeouts.extend(other.timeouts);
+        self.retries.extend(other.retries);
+        self.breakers.extend(other.breakers);
+        self.apps.extend(other.apps);
+    }
+
+    /// Reads one Resiliency resource's policies (each checked) and app targets.
+    fn add(
+        &mut self,
+        r: spec::Resiliency,
+        file: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), FileError> {
+        let spec = r.spec.unwrap_or_default();
+        let policies = spec.policies.unwrap_or_default();
+        for (name, raw) in policies.timeouts.unwrap_or_default() {
+            let line = line_of(&raw);
+            let value = duration::timeout(&raw.value.0).map_err(|e| {
+                FileError::new(file, line, &format!("spec.policies.timeouts.{name}"), e)
+            })?;
+            self.timeouts.insert(name, located(file, line, value));
         }
-        if let Some(name) = refs("retry") {
-            let spec = section("retries")
-                .and_then(|r| r.get(name))
-                .ok_or_else(|| format!("targets.apps.{app}.retry: no retry policy {name:?} in spec.policies.retries"))?;
-            let retry =
-                retry(name, spec).map_err(|e| format!("spec.policies.retries.{name}: {e}"))?;
-            if spec.get("maxRetries").and_then(Yaml::as_i64).unwrap_or(-1) < 0 {
-                notes.push(format!(
-                    "{shown}: retry policy {name:?} retries forever in Dapr; Envoy retries are bounded, so calls to {app:?} are retried {FOREVER_RETRIES} times"
+        for (name, raw) in policies.retries.unwrap_or_default() {
+            let line = line_of(&raw);
+            let value = retry(&name, &raw.value, file, warnings)?;
+            if name == BUILT_IN_SERVICE_RETRIES {
+                warnings.push(format!(
+                    "{}: spec.policies.retries.{name} changes Dapr's built-in retries there; here calls without a retry policy keep the built-in ones (3 retries, 1 s apart, connection failures only)",
+                    at(file, line)
                 ));
             }
-            policy.retry = Some(retry);
+            self.retries.insert(name, located(file, line, value));
         }
-        if let Some(name) = refs("circuitBreaker") {
-            let spec = section("circuitBreakers")
-                .and_then(|r| r.get(name))
-                .ok_or_else(|| format!("targets.apps.{app}.circuitBreaker: no circuit breaker {name:?} in spec.policies.circuitBreakers"))?;
-            let cb = breaker(name, spec)
-                .map_err(|e| format!("spec.policies.circuitBreakers.{name}: {e}"))?;
-            notes.push(format!(
-                "{shown}: circuit breaker {name:?} on {app:?} is Envoy outlier detection: it opens after {} consecutive failures for {:?}; once the time is up, calls flow again, and {} more consecutive failures open it again (Dapr's half-open maxRequests and interval have no Envoy counterpart)",
-                cb.consecutive_failures, cb.open_for, cb.consecutive_failures
-            ));
-            policy.breaker = Some(cb);
+        for (name, raw) in policies.circuit_breakers.unwrap_or_default() {
+            let line = line_of(&raw);
+            let value = breaker(&name, &raw.value, file)?;
+            self.breakers.insert(name, located(file, line, value));
         }
-        targets.insert(app.to_string(), policy);
+        let targets = spec.targets.unwrap_or_default();
+        for (app, target) in targets.apps.unwrap_or_default() {
+            if let Some(size) = &target.value.circuit_breaker_cache_size {
+                warnings.push(format!(
+                    "{}: spec.targets.apps.{app}.circuitBreakerCacheSize has no effect on Envoy sidecars (one breaker per target app, not per method); ignored",
+                    at(file, line_of(size))
+                ));
+            }
+            let line = line_of(&target);
+            self.apps.insert(app, located(file, line, target.value));
+        }
+        for (name, section) in [
+            ("actors", targets.actors),
+            ("components", targets.components),
+        ] {
+            if let Some(section) = section {
+                warnings.push(format!(
+                    "{}: spec.targets.{name} has no effect on Envoy sidecars; ignored",
+                    at(file, line_of(&section))
+                ));
+            }
+        }
+        Ok(())
     }
-    for ignored in ["actors", "components"] {
-        if spec.get("targets").and_then(|t| t.get(ignored)).is_some() {
-            notes.push(format!(
-                "{shown}: targets.{ignored} has no effect on Envoy sidecars; ignored"
-            ));
+
+    /// The policy of each target app, the defaults, and a note per policy Envoy cannot follow
+    /// exactly.
+    fn resolve(self, out: &mut Policies) -> Result<(), FileError> {
+        // Who each retry and breaker is used for, for the notes.
+        let mut retry_users: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut breaker_users: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (app, target) in &self.apps {
+            let key = |k: &str| format!("spec.targets.apps.{app}.{k}");
+            let err = |v: &Spanned<Plain>, k: &str, m: String| {
+                FileError::new(&target.file, line_of(v), &key(k), m)
+            };
+            let t = &target.value;
+            let mut policy = TargetPolicy::default();
+            if let Some(name) = &t.timeout {
+                let n = &name.value.0;
+                policy.timeout = Some(match self.timeouts.get(n) {
+                    Some(d) => d.value,
+                    None => duration::timeout(n).map_err(|e| {
+                        err(
+                            name,
+                            "timeout",
+                            format!("{n:?} is neither a timeout policy nor a duration ({e})"),
+                        )
+                    })?,
+                });
+            }
+            if let Some(name) = &t.retry {
+                let n = &name.value.0;
+                let (r, _) = &self
+                    .retries
+                    .get(n)
+                    .ok_or_else(|| {
+                        err(
+                            name,
+                            "retry",
+                            format!("no retry policy {n:?} in spec.policies.retries"),
+                        )
+                    })?
+                    .value;
+                retry_users.entry(n).or_default().push(format!("{app:?}"));
+                policy.retry = Some(r.clone());
+            }
+            if let Some(name) = &t.circuit_breaker {
+                let n = &name.value.0;
+                let (b, _) = &self
+                    .breakers
+                    .get(n)
+                    .ok_or_else(|| {
+                        err(
+                            name,
+                            "circuitBreaker",
+                            format!("no circuit breaker {n:?} in spec.policies.circuitBreakers"),
+                        )
+                    })?
+                    .value;
+                breaker_users.entry(n).or_default().push(format!("{app:?}"));
+                policy.breaker = Some(b.clone());
+            }
+            out.targets.insert(app.clone(), policy);
         }
+
+        let first = |names: [&'static str; 2], has: &dyn Fn(&str) -> bool| {
+            names.into_iter().find(|n| has(n))
+        };
+        let others = "every app without a target of its own".to_string();
+        let default_timeout = first(DEFAULT_TIMEOUTS, &|n| self.timeouts.contains_key(n));
+        let default_retry = first(DEFAULT_RETRIES, &|n| self.retries.contains_key(n));
+        let default_breaker = first(DEFAULT_BREAKERS, &|n| self.breakers.contains_key(n));
+        let defaults = TargetPolicy {
+            timeout: default_timeout.and_then(|n| self.timeouts.get(n).map(|d| d.value)),
+            retry: default_retry.and_then(|n| {
+                retry_users.entry(n).or_default().push(others.clone());
+                self.retries.get(n).map(|r| r.value.0.clone())
+            }),
+            breaker: default_breaker.and_then(|n| {
+                breaker_users.entry(n).or_default().push(others.clone());
+                self.breakers.get(n).map(|b| b.value.0.clone())
+            }),
+        };
+        if defaults != TargetPolicy::default() {
+            out.defaults = Some(defaults);
+        }
+
+        for (name, users) in retry_users {
+            if let Some(r) = self.retries.get(name).filter(|r| r.value.1) {
+                out.notes.push(format!(
+                    "{}: retry policy {name:?} retries forever in Dapr; Envoy retries are bounded, so calls to {} are retried {FOREVER_RETRIES} times",
+                    at(&r.file, r.line),
+                    users.join(", ")
+                ));
+            }
+        }
+        for (name, users) in breaker_users {
+            if let Some(b) = self.breakers.get(name) {
+                let (cb, default_trip) = &b.value;
+                let trip = if *default_trip {
+                    " (no trip: Dapr's default, consecutiveFailures > 5)"
+                } else {
+                    ""
+                };
+                out.notes.push(format!(
+                    "{}: circuit breaker {name:?} on {} is Envoy outlier detection: it opens after {n} consecutive failures{trip} for {open:?}; once the time is up, calls flow again, and {n} more consecutive failures open it again (Dapr's half-open maxRequests and interval have no Envoy counterpart)",
+                    at(&b.file, b.line),
+                    users.join(", "),
+                    n = cb.consecutive_failures,
+                    open = cb.open_for,
+                ));
+            }
+        }
+        Ok(())
     }
-    Ok(Policies { targets, notes })
 }
 
-fn retry(name: &str, spec: &Yaml) -> Result<Retry, String> {
-    let get_duration = |key: &str, default: &str| -> Result<Duration, String> {
-        let raw = spec.get(key).and_then(Yaml::as_str).unwrap_or(default);
-        duration(raw).map_err(|e| format!("{key}: {e}"))
-    };
-    let max_retries = match spec.get("maxRetries") {
-        None => -1,
-        Some(v) => v.as_i64().ok_or("maxRetries must be a whole number")?,
-    };
-    let num_retries = match max_retries {
-        n if n < 0 => FOREVER_RETRIES,
-        n => u32::try_from(n).map_err(|_| "maxRetries is too large")?,
-    };
-    let (base_interval, max_interval) = match spec
-        .get("policy")
-        .and_then(Yaml::as_str)
-        .unwrap_or("constant")
-    {
-        "constant" => {
-            let d = get_duration("duration", "5s")?;
-            (d, d)
-        }
-        // Dapr's exponential back-off starts at 500ms and grows to maxInterval.
-        "exponential" => (
-            Duration::from_millis(500),
-            get_duration("maxInterval", "60s")?,
-        ),
-        other => {
-            return Err(format!(
-                "policy {other:?} is neither constant nor exponential"
-            ))
-        }
-    };
-    let status_codes = match spec.get("matching").and_then(|m| m.get("httpStatusCodes")) {
-        None => Vec::new(),
-        Some(v) => status_codes(
-            v.as_str()
-                .ok_or("matching.httpStatusCodes must be a string")?,
-        )?,
-    };
-    Ok(Retry {
-        name: name.to_string(),
-        num_retries,
-        base_interval,
-        max_interval: max_interval.max(base_interval),
-        status_codes,
-    })
+fn located<T>(file: &str, line: Option<usize>, value: T) -> Located<T> {
+    Located {
+        file: file.to_string(),
+        line,
+        value,
+    }
 }
 
-fn breaker(name: &str, spec: &Yaml) -> Result<Breaker, String> {
-    let trip = spec
-        .get("trip")
-        .and_then(Yaml::as_str)
-        .ok_or("trip is missing")?;
-    let consecutive_failures = trip_threshold(trip)?;
-    let open_for = duration(spec.get("timeout").and_then(Yaml::as_str).unwrap_or("60s"))
-        .map_err(|e| format!("timeout: {e}"))?;
-    Ok(Breaker {
-        name: name.to_string(),
-        consecutive_failures,
-        open_for,
-    })
+/// `file:line`, or `file` when the line is unknown.
+fn at(file: &str, line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!("{file}:{l}"),
+        None => file.to_string(),
+    }
+}
+
+/// One retry policy, and whether Dapr would retry forever with it.
+fn retry(
+    name: &str,
+    spec: &spec::RetrySpec,
+    file: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(Retry, bool), FileError> {
+    let key = |k: &str| format!("spec.policies.retries.{name}.{k}");
+    let err = |v: &Spanned<Plain>, k: &str, m: String| FileError::new(file, line_of(v), &key(k), m);
+    let get_duration = |v: &Option<Spanned<Plain>>, k: &str, default: Duration| match v {
+        None => Ok(default),
+        Some(v) => duration(&v.value.0).map_err(|e| err(v, k, e)),
+    };
+    let (num_retries, forever) = match &spec.max_retries {
+        None => (FOREVER_RETRIES, true),
+        Some(v) => {
+            let n: i64 = v.value.0.parse().map_err(|_| {
+                err(
+                    v,
+                    "maxRetries",
+                    format!("{:?} is not a whole number", v.value.0),
+                )
+            })?;
+            match u32::try_from(n) {
+                Ok(n) => (n, false),
+                Err(_) if n < 0 => (FOREVER_RETRIES, true),
+                Err(_) => return Err(err(v, "maxRetries", format!("{n} is too large"))),
+            }
+        }
+    };
+    // Both are checked whichever policy uses them.
+    let constant = get_duration(&spec.duration, "duration", Duration::from_secs(5))?;
+    let max_interval = get_duration(&spec.max_interval, "maxInterval", Duration::from_secs(60))?;
+    let (base_interval, max_interval) = match &spec.policy {
+        None => (constant, constant),
+        Some(p) => match p.value.0.as_str() {
+            "constant" => (constant, constant),
+            // Dapr's exponential back-off starts at 500ms and grows to maxInterval.
+            "exponential" => (Duration::from_millis(500), max_interval),
+            other => {
+                return Err(err(
+                    p,
+                    "policy",
+                    format!("{other:?} is neither constant nor exponential"),
+                ))
+            }
+        },
+    };
+    let mut codes = Vec::new();
+    if let Some(m) = &spec.matching {
+        if let Some(v) = &m.http_status_codes {
+            codes = status_codes(&v.value.0).map_err(|e| err(v, "matching.httpStatusCodes", e))?;
+        }
+        if let Some(v) = &m.grpc_status_codes {
+            warnings.push(format!(
+                "{}: {} has no effect: gRPC calls are not proxied yet; ignored",
+                at(file, line_of(v)),
+                key("matching.gRPCStatusCodes")
+            ));
+        }
+    }
+    Ok((
+        Retry {
+            name: name.to_string(),
+            num_retries,
+            base_interval,
+            max_interval: max_interval.max(base_interval),
+            status_codes: codes,
+        },
+        forever,
+    ))
+}
+
+/// One circuit breaker, and whether it has no `trip`.
+fn breaker(name: &str, spec: &spec::BreakerSpec, file: &str) -> Result<(Breaker, bool), FileError> {
+    let key = |k: &str| format!("spec.policies.circuitBreakers.{name}.{k}");
+    let err = |v: &Spanned<Plain>, k: &str, m: String| FileError::new(file, line_of(v), &key(k), m);
+    let consecutive_failures = match &spec.trip {
+        None => DEFAULT_TRIP_FAILURES,
+        Some(t) => trip_threshold(&t.value.0).map_err(|e| err(t, "trip", e))?,
+    };
+    let open_for = match &spec.timeout {
+        None => DEFAULT_OPEN_FOR,
+        Some(v) => match duration(&v.value.0).map_err(|e| err(v, "timeout", e))? {
+            Duration::ZERO => DEFAULT_OPEN_FOR,
+            d => d,
+        },
+    };
+    if let Some(v) = &spec.interval {
+        duration(&v.value.0).map_err(|e| err(v, "interval", e))?;
+    }
+    if let Some(v) = &spec.max_requests {
+        v.value.0.parse::<u32>().map_err(|_| {
+            err(
+                v,
+                "maxRequests",
+                format!("{:?} is not a whole number", v.value.0),
+            )
+        })?;
+    }
+    Ok((
+        Breaker {
+            name: name.to_string(),
+            consecutive_failures,
+            open_for,
+        },
+        spec.trip.is_none(),
+    ))
 }
 
 /// `consecutiveFailures >= N` or `consecutiveFailures > N`: the number of failures that trips.
@@ -231,11 +481,11 @@ fn trip_threshold(trip: &str) -> Result<u32, String> {
         parse(n)?.saturating_add(1)
     } else {
         return Err(format!(
-            "trip {trip:?}: only `consecutiveFailures >= N` or `> N` map to Envoy's outlier detection"
+            "{trip:?}: only `consecutiveFailures >= N` or `> N` map to Envoy's outlier detection"
         ));
     };
     if n == 0 {
-        return Err(format!("trip {trip:?} would keep the breaker open"));
+        return Err(format!("{trip:?} would keep the breaker open"));
     }
     Ok(n)
 }
@@ -250,56 +500,17 @@ fn status_codes(spec: &str) -> Result<Vec<u16>, String> {
                 .parse::<u16>()
                 .ok()
                 .filter(|c| (100..=599).contains(c))
-                .ok_or_else(|| format!("matching.httpStatusCodes: {part:?} is not a status code or range within 100-599"))
+                .ok_or_else(|| format!("{part:?} is not a status code or range within 100-599"))
         };
         let (lo, hi) = (code(lo)?, code(hi)?);
         if lo > hi {
-            return Err(format!(
-                "matching.httpStatusCodes: {part:?} is an empty range"
-            ));
+            return Err(format!("{part:?} is an empty range"));
         }
         out.extend(lo..=hi);
     }
     out.sort_unstable();
     out.dedup();
     Ok(out)
-}
-
-/// Go's `time.ParseDuration` forms used in Dapr files: "500ms", "5s", "1m30s", "1h".
-pub fn duration(raw: &str) -> Result<Duration, String> {
-    let mut total = Duration::ZERO;
-    let mut rest = raw.trim();
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    if rest == "0" {
-        return Ok(total);
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(digits);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("{raw:?} is not a duration like 5s or 1m30s"))?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let secs = match unit {
-            "ns" => value / 1e9,
-            "us" | "µs" => value / 1e6,
-            "ms" => value / 1e3,
-            "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            _ => return Err(format!("{raw:?} is not a duration like 5s or 1m30s")),
-        };
-        total += Duration::from_secs_f64(secs);
-        rest = tail;
-    }
-    Ok(total)
 }
 
 #[cfg(test)]
@@ -365,13 +576,17 @@ spec:
             (cb.consecutive_failures, cb.open_for),
             (5, Duration::from_secs(5))
         );
-        assert_eq!(p.notes.len(), 2, "{:?}", p.notes);
-        assert!(p.notes[0].contains("retries forever in Dapr"));
+        let file = d.path().join("resiliency.yaml").display().to_string();
+        let component = d.path().join("statestore.yaml").display().to_string();
+        assert_eq!(p.notes, [
+            format!("{component}:1: a Component has no effect on Envoy sidecars; skipped"),
+            format!("{file}:12: retry policy \"retryForever\" retries forever in Dapr; Envoy retries are bounded, so calls to \"order-processor\" are retried {FOREVER_RETRIES} times"),
+            format!("{file}:18: circuit breaker \"simpleCB\" on \"order-processor\" is Envoy outlier detection: it opens after 5 consecutive failures for 5s; once the time is up, calls flow again, and 5 more consecutive failures open it again (Dapr's half-open maxRequests and interval have no Envoy counterpart)"),
+        ]);
+        assert_eq!(p.warnings, Vec::<String>::new());
         // Scoped to checkout: order-processor's own sidecar gets nothing.
-        assert_eq!(
-            load(&[d.path().to_path_buf()], "order-processor").unwrap(),
-            Policies::default()
-        );
+        let op = load(&[d.path().to_path_buf()], "order-processor").unwrap();
+        assert_eq!((op.targets.len(), op.defaults), (0, None));
     }
 
     #[test]
@@ -419,9 +634,195 @@ spec:
         for (spec, want) in cases {
             let text = format!("kind: Resiliency\nspec:\n  {spec}\n");
             let d = dir_with(&text);
-            let got = load(&[d.path().to_path_buf()], "x").unwrap_err();
+            let got = load(&[d.path().to_path_buf()], "x")
+                .unwrap_err()
+                .to_string();
             assert!(got.contains(want), "{spec}\n{got}");
         }
+    }
+
+    fn load_one(text: &str, app: &str) -> Result<Policies, String> {
+        let d = dir_with(text);
+        load(&[d.path().to_path_buf()], app).map_err(|e| {
+            // Messages name the file; tests compare what follows its directory.
+            e.to_string()
+                .replace(&format!("{}/", d.path().display()), "")
+        })
+    }
+
+    #[test]
+    fn huge_durations_are_errors_with_file_and_line_not_panics() {
+        for (policy, want) in [
+            ("timeouts:\n      t: 99999999999999999999h", "resiliency.yaml:5: spec.policies.timeouts.t: \"99999999999999999999h\" is longer than a duration can be (Go's limit, about 292 years)"),
+            ("timeouts:\n      t: 2562047h2562047h", "resiliency.yaml:5: spec.policies.timeouts.t: \"2562047h2562047h\" is longer"),
+            ("retries:\n      r: {duration: 9999999999999999999s}", "resiliency.yaml:5: spec.policies.retries.r.duration: \"9999999999999999999s\" is longer"),
+            ("circuitBreakers:\n      c: {timeout: 1e400s}", "resiliency.yaml:5: spec.policies.circuitBreakers.c.timeout: \"1e400s\" is not a duration"),
+            ("timeouts:\n      t: -1s", "resiliency.yaml:5: spec.policies.timeouts.t: \"-1s\" is negative"),
+        ] {
+            let text = format!("kind: Resiliency\nspec:\n  policies:\n    {policy}\n");
+            let got = load_one(&text, "x").unwrap_err();
+            assert!(got.starts_with(want), "{policy}\ngot:  {got}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_unreadable_documents_are_errors_naming_file_and_line() {
+        for (text, want) in [
+            ("kind: Resiliency\nspec:\n  policies:\n    retries:\n      r:\n        maxRetry: 3\n",
+             "resiliency.yaml:6: spec.policies.retries.r.maxRetry: unknown key `maxRetry`; did you mean `maxRetries`?"),
+            ("kind: Resiliency\nspec:\n  target:\n    apps: {}\n",
+             "resiliency.yaml:3: spec.target: unknown key `target`; did you mean `targets`?"),
+            ("kind: Resiliency\nspec:\n  targets:\n    apps:\n      a: {retries: r}\n",
+             "resiliency.yaml:5: spec.targets.apps.a.retries: unknown key `retries`; did you mean `retry`?"),
+            ("kind: Resiliency\nspec:\n  policies:\n    timeouts: [5s]\n",
+             "resiliency.yaml:4: spec.policies.timeouts: must be a mapping"),
+            ("kind: Resiliency\nspec: {policies: {timeouts: {t: 5s}}\n",
+             "resiliency.yaml:2: not valid YAML: "),
+            ("apiVersion: dapr.io/v1alpha1\nkind: Component\n---\nkind: Resiliency\nspek: {}\n",
+             "resiliency.yaml:5: spek: unknown key `spek`; did you mean `spec`?"),
+            ("- kind: Resiliency\n", "resiliency.yaml:1: expected a Dapr resource: a mapping with `kind`"),
+        ] {
+            let got = load_one(text, "x").unwrap_err();
+            assert!(got.starts_with(want), "{text}\ngot:  {got}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn other_kinds_and_documents_are_skipped_with_a_note() {
+        let text = "apiVersion: dapr.io/v1alpha1\nkind: Subscription\nspec: {topic: t}\n---\nkind: Resiliency\nspec:\n  policies: {timeouts: {t: 2s}}\n  targets: {apps: {a: {timeout: t}}}\n---\nname: not-dapr\n";
+        let p = load_one(text, "x").unwrap();
+        assert_eq!(p.targets["a"].timeout, Some(Duration::from_secs(2)));
+        let notes: Vec<String> = p
+            .notes
+            .iter()
+            .map(|n| n.rsplit('/').next().unwrap_or(n).to_string())
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                "resiliency.yaml:1: a Subscription has no effect on Envoy sidecars; skipped",
+                "resiliency.yaml:10: not a Dapr resource (no kind); skipped",
+                "statestore.yaml:1: a Component has no effect on Envoy sidecars; skipped",
+            ]
+        );
+    }
+
+    #[test]
+    fn policies_merge_across_files_and_documents() {
+        // A target in one document may name a policy defined in another, as in Dapr.
+        let text = "kind: Resiliency\nspec:\n  policies: {retries: {r: {maxRetries: 2}}}\n---\nkind: Resiliency\nspec:\n  targets: {apps: {a: {retry: r}}}\n";
+        let p = load_one(text, "x").unwrap();
+        assert_eq!(p.targets["a"].retry.as_ref().unwrap().num_retries, 2);
+    }
+
+    #[test]
+    fn default_policies_apply_to_apps_without_a_target() {
+        let text = "kind: Resiliency
+spec:
+  policies:
+    timeouts:
+      DefaultTimeoutPolicy: 7s
+      DefaultAppTimeoutPolicy: 3s
+      short: 1s
+    retries:
+      DefaultRetryPolicy: {maxRetries: 1}
+    circuitBreakers:
+      DefaultCircuitBreakerPolicy: {trip: consecutiveFailures >= 2}
+  targets:
+    apps:
+      named: {timeout: short}
+";
+        let mut p = load_one(text, "x").unwrap();
+        // The app-specific default wins over the general one; each kind on its own.
+        let d = p.defaults.clone().unwrap();
+        assert_eq!(d.timeout, Some(Duration::from_secs(3)));
+        assert_eq!(d.retry.as_ref().unwrap().num_retries, 1);
+        assert_eq!(d.breaker.as_ref().unwrap().consecutive_failures, 2);
+        // A named target gets exactly what it names: no default fills its gaps.
+        let named = TargetPolicy {
+            timeout: Some(Duration::from_secs(1)),
+            retry: None,
+            breaker: None,
+        };
+        assert_eq!(p.targets["named"], named);
+        p.apply_defaults(&["named".to_string(), "other".to_string()]);
+        assert_eq!(p.targets["named"], named);
+        assert_eq!(p.targets["other"], d);
+        // No default policy: no defaults, and apply_defaults adds nothing.
+        let mut none = load_one(
+            "kind: Resiliency\nspec: {policies: {timeouts: {t: 1s}}}\n",
+            "x",
+        )
+        .unwrap();
+        none.apply_defaults(&["a".to_string()]);
+        assert_eq!((none.defaults, none.targets.len()), (None, 0));
+    }
+
+    #[test]
+    fn daprs_defaults_for_missing_fields() {
+        let text = "kind: Resiliency
+spec:
+  policies:
+    retries:
+      noMax: {policy: constant, duration: 1s}
+    circuitBreakers:
+      noTrip: {timeout: 0s}
+  targets:
+    apps:
+      a: {retry: noMax, circuitBreaker: noTrip}
+";
+        let p = load_one(text, "x").unwrap();
+        let a = &p.targets["a"];
+        // No maxRetries: Dapr retries forever; Envoy gets the bound, and a note says so.
+        assert_eq!(a.retry.as_ref().unwrap().num_retries, FOREVER_RETRIES);
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.contains("retry policy \"noMax\" retries forever in Dapr")));
+        // No trip: gobreaker's default, more than 5 consecutive failures; timeout 0: 60 s.
+        let cb = a.breaker.as_ref().unwrap();
+        assert_eq!(
+            (cb.consecutive_failures, cb.open_for),
+            (6, Duration::from_secs(60))
+        );
+        assert!(p.notes.iter().any(|n| n.contains(
+            "opens after 6 consecutive failures (no trip: Dapr's default, consecutiveFailures > 5)"
+        )));
+    }
+
+    #[test]
+    fn ignored_sections_are_warnings() {
+        let text = "kind: Resiliency
+spec:
+  policies:
+    retries:
+      r: {matching: {gRPCStatusCodes: \"14\"}, maxRetries: 1}
+  targets:
+    apps:
+      a: {retry: r, circuitBreakerCacheSize: 10}
+    actors:
+      myActor: {timeout: t}
+";
+        let p = load_one(text, "x").unwrap();
+        let w: Vec<&str> = p
+            .warnings
+            .iter()
+            .map(|w| w.rsplit('/').next().unwrap_or(w))
+            .collect();
+        assert_eq!(w, [
+            "resiliency.yaml:5: spec.policies.retries.r.matching.gRPCStatusCodes has no effect: gRPC calls are not proxied yet; ignored",
+            "resiliency.yaml:8: spec.targets.apps.a.circuitBreakerCacheSize has no effect on Envoy sidecars (one breaker per target app, not per method); ignored",
+            "resiliency.yaml:10: spec.targets.actors has no effect on Envoy sidecars; ignored",
+        ]);
+    }
+
+    #[test]
+    fn unscoped_resources_are_checked_too() {
+        let text =
+            "kind: Resiliency\nscopes: [someone-else]\nspec:\n  policies: {timeouts: {t: soon}}\n";
+        assert!(load_one(text, "x")
+            .unwrap_err()
+            .contains("spec.policies.timeouts.t: \"soon\""));
     }
 
     #[test]
