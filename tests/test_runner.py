@@ -305,10 +305,63 @@ def test_generated_configs_load_in_envoy(tmp_path):
 def test_the_samples_run_file_with_daprs_resiliency_policy_loads_in_envoy(tmp_path):
     out = subprocess.run([str(RUNNER), "config", "-f", str(SAMPLES / "dapr.yaml"), "--out", str(tmp_path)],
                          capture_output=True, text=True, check=True)
-    assert 'retry policy "retryForever" retries forever in Dapr' in out.stderr
+    assert 'dapr-envoy: note: ' in out.stderr and 'retry policy "retryForever" retries forever in Dapr' in out.stderr
+    assert "dapr-envoy: warning: " not in out.stderr, out.stderr
     checkout = yaml.safe_load((tmp_path / "checkout.yaml").read_text())
     to_op = next(c for c in checkout["static_resources"]["clusters"] if c["name"] == "to-order-processor")
     assert to_op["outlier_detection"]["consecutive_5xx"] == 5
     proc = subprocess.run([harness.envoy_bin(), "--mode", "validate", "-c", str(tmp_path / "checkout.yaml")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_a_sub_millisecond_timeout_is_not_written_as_no_timeout(tmp_path):
+    """Envoy reads a `0s` route timeout as none: 500us must become 1 ms, not 0."""
+    (tmp_path / "resources").mkdir()
+    (tmp_path / "resources" / "resiliency.yaml").write_text(textwrap.dedent("""\
+        apiVersion: dapr.io/v1alpha1
+        kind: Resiliency
+        metadata: {name: fast}
+        spec:
+          policies:
+            timeouts: {fast: 500us}
+          targets:
+            apps:
+              order-processor: {timeout: fast}
+        """))
+    (tmp_path / "dapr.yaml").write_text(textwrap.dedent(quickstart(harness.free_port())) + "common:\n  resourcesPath: resources\n")
+    subprocess.run([str(RUNNER), "config", "-f", str(tmp_path / "dapr.yaml"), "--out", str(tmp_path / "out")],
+                   capture_output=True, text=True, check=True)
+    checkout = yaml.safe_load((tmp_path / "out" / "checkout.yaml").read_text())
+    routes = [r for listener in checkout["static_resources"]["listeners"]
+              for chain in listener["filter_chains"] for f in chain["filters"]
+              if "route_config" in f.get("typed_config", {})
+              for vh in f["typed_config"]["route_config"]["virtual_hosts"] for r in vh["routes"]]
+    to_op = [r for r in routes if r.get("route", {}).get("cluster") == "to-order-processor"]
+    assert to_op, routes
+    assert {r["route"]["timeout"] for r in to_op} == {"0.001s"}
+
+
+@pytest.mark.parametrize("resource,message", [
+    ("kind: Resiliency\nspec:\n  policies:\n    timeouts:\n      t: 99999999999999999999h\n",
+     'resiliency.yaml:5: spec.policies.timeouts.t: "99999999999999999999h" is longer than a duration can be'),
+    ("kind: Resiliency\nspec:\n  policys: {}\n",
+     "resiliency.yaml:3: spec.policys: unknown key `policys`; did you mean `policies`?"),
+    ("kind: Resiliency\nspec: {policies: {timeouts: {t: 5s}}\n", "resiliency.yaml:2: not valid YAML"),
+])
+def test_bad_resiliency_files_are_refused_with_file_and_line(tmp_path, resource, message):
+    (tmp_path / "resources").mkdir()
+    (tmp_path / "resources" / "resiliency.yaml").write_text(resource)
+    (tmp_path / "dapr.yaml").write_text(textwrap.dedent(quickstart(harness.free_port())) + "common:\n  resourcesPath: resources\n")
+    out = subprocess.run([str(RUNNER), "config", "-f", str(tmp_path / "dapr.yaml"), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr
+    assert message in out.stderr
+    assert "panicked" not in out.stderr
+
+
+def test_certs_take_a_dotted_trust_domain(tmp_path):
+    out = subprocess.run([str(RUNNER), "certs", "--out", str(tmp_path), "--trust-domain", "example.org", "checkout"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "spiffe://example.org/ns/default/checkout" in out.stdout

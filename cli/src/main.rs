@@ -10,6 +10,7 @@ mod locate;
 mod resiliency;
 mod runfile;
 mod supervise;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -143,6 +144,9 @@ fn load_with(path: &Path, ports: &mut dyn runfile::Ports) -> Result<runfile::Pla
     for w in &plan.warnings {
         supervise::say(&format!("warning: {w}"));
     }
+    for n in &plan.notes {
+        eprintln!("dapr-envoy: note: {n}");
+    }
     Ok(plan)
 }
 
@@ -203,9 +207,7 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             namespace,
             apps,
         } => {
-            for name in [&trust_domain, &namespace].into_iter().chain(&apps) {
-                dapr_invoke::ids::validate_name(name).map_err(|e| format!("{name:?} {e}"))?;
-            }
+            let trust_domain = check_certs_args(&trust_domain, &namespace, &apps)?;
             let ids: Vec<(&str, &str, &str)> = apps
                 .iter()
                 .map(|a| (trust_domain.as_str(), namespace.as_str(), a.as_str()))
@@ -280,7 +282,54 @@ fn real_main(cli: Cli) -> Result<i32, String> {
     }
 }
 
+/// The `certs` command's names, checked by the rules the filter applies to them: a trust domain
+/// as SPIFFE writes one (lowercased, as the filter reads it), the namespace and app ids as Dapr
+/// ids. Returns the trust domain to use.
+fn check_certs_args(
+    trust_domain: &str,
+    namespace: &str,
+    apps: &[String],
+) -> Result<String, String> {
+    let td = trust_domain.to_ascii_lowercase();
+    dapr_invoke::acl::check_trust_domain(&td)
+        .map_err(|e| format!("--trust-domain {trust_domain:?} {e}"))?;
+    dapr_invoke::ids::validate_name(namespace)
+        .map_err(|e| format!("--namespace {namespace:?} {e}"))?;
+    for app in apps {
+        dapr_invoke::ids::validate_name(app).map_err(|e| format!("{app:?} {e}"))?;
+    }
+    Ok(td)
+}
+
 /// A path as the user gave it, for the headers of generated files.
 fn shown(path: &Path) -> String {
     path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certs_take_spiffe_trust_domains() {
+        let apps = ["checkout".to_string()];
+        assert_eq!(
+            check_certs_args("example.org", "default", &apps).unwrap(),
+            "example.org"
+        );
+        assert_eq!(
+            check_certs_args("Example.ORG", "default", &apps).unwrap(),
+            "example.org"
+        );
+        assert!(check_certs_args("a/b", "default", &apps)
+            .unwrap_err()
+            .starts_with("--trust-domain \"a/b\" has the character '/'"));
+        assert!(check_certs_args("", "default", &apps)
+            .unwrap_err()
+            .contains("is empty"));
+        assert!(check_certs_args("public", "a.b", &apps)
+            .unwrap_err()
+            .starts_with("--namespace \"a.b\""));
+        assert!(check_certs_args("public", "default", &["a.b".to_string()]).is_err());
+    }
 }
