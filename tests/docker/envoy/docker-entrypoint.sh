@@ -4,7 +4,6 @@
 #   - $loglevel, when set, becomes envoy's --log-level;
 #   - started as root, it runs the command as user envoy (uid/gid 101, or $ENVOY_UID/$ENVOY_GID
 #     when set), unless ENVOY_UID=0; started as any other user (docker run --user), as that user.
-# The official image switches user with su-exec; Debian has setpriv for that.
 set -e
 
 case "$1" in
@@ -20,8 +19,6 @@ if [ "$(id -u)" = 0 ] && [ "${ENVOY_UID:-}" != 0 ]; then
     if [ -n "${ENVOY_GID:-}" ]; then groupmod -g "$ENVOY_GID" envoy; fi
     # So that the envoy user may write the container's log.
     chown envoy:envoy /dev/stdout /dev/stderr
-    HOME=$(getent passwd envoy | cut -d: -f6)
-    export HOME
-    exec setpriv --reuid=envoy --regid=envoy --init-groups "$@"
+    exec su-exec envoy "$@"
 fi
 exec "$@"
