@@ -52,8 +52,8 @@ def container_paths(cfg, certs):
     if isinstance(cfg, str):
         if cfg == "/etc/dapr-envoy/dapr_invoke.wasm":
             return str(harness.WASM)
-        if cfg.startswith("/etc/dapr-envoy/certs/"):
-            return str(certs / cfg.removeprefix("/etc/dapr-envoy/certs/"))
+        if cfg.startswith("/run/dapr-envoy/certs/"):
+            return str(certs / cfg.removeprefix("/run/dapr-envoy/certs/"))
     return cfg
 
 

@@ -111,8 +111,10 @@ fn sidecar_of(app: &AppPlan, paths: &Paths<'_>) -> Service {
         dir = Container::DIR,
         level = app.envoy_log_level,
     );
+    // Envoy's admin answers HTTP/1.0 with 426: ask in HTTP/1.1, with the connection closed so
+    // that `grep` reads to the end.
     let ready = format!(
-        "exec 3<>/dev/tcp/127.0.0.1/{admin} && printf 'GET /ready HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q LIVE <&3"
+        "exec 3<>/dev/tcp/127.0.0.1/{admin} && printf 'GET /ready HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && grep -q LIVE <&3"
     );
     Service {
         image: format!("${{ENVOY_IMAGE:-envoyproxy/envoy:v{ENVOY_VERSION}}}"),

@@ -109,7 +109,8 @@ impl Container {
     /// Where the config, the filter and the certificates are mounted in the sidecar.
     pub const DIR: &'static str = "/etc/dapr-envoy";
     pub const WASM: &'static str = "/etc/dapr-envoy/dapr_invoke.wasm";
-    pub const CERTS: &'static str = "/etc/dapr-envoy/certs";
+    /// A memory-only directory (a tmpfs) that the sidecar's user owns.
+    pub const CERTS: &'static str = "/run/dapr-envoy/certs";
 
     /// The ports an app's sidecar uses: HTTP, inbound, admin.
     pub fn ports(app: &AppPlan) -> (u16, u16, u16) {
