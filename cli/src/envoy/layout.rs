@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use dapr_invoke::names::{DEFAULT_NAMESPACE, DEFAULT_TRUST_DOMAIN};
-
 use super::api::Address;
 use crate::certs::TlsFiles;
 use crate::runfile::AppPlan;
@@ -41,9 +39,9 @@ pub trait Layout {
     fn tls(&self, app_id: &str) -> Option<TlsFiles>;
     /// The filter's `.wasm`, as Envoy reads it.
     fn wasm(&self) -> String;
-    /// The trust domain and namespace of an app's identity.
-    fn identity(&self, _app: &AppPlan) -> (&str, &str) {
-        (DEFAULT_TRUST_DOMAIN, DEFAULT_NAMESPACE)
+    /// The trust domain and namespace of an app's identity, as the plan has them.
+    fn identity<'a>(&self, app: &'a AppPlan) -> (&'a str, &'a str) {
+        (&app.trust_domain, &app.namespace)
     }
 }
 

@@ -17,7 +17,7 @@ pub mod resiliency;
 use dapr_invoke::error::{invoke_failed, no_app_channel, ERR_DIRECT_INVOKE};
 use dapr_invoke::names::{
     spiffe_id, API_TOKEN_HEADER, APP_ID_HEADER, CALLEE_APP_ID_HEADER, DEFAULT_CLUSTER_HEADER,
-    FILTER_NAME,
+    DEFAULT_NAMESPACE, FILTER_NAME,
 };
 use dapr_invoke::schema::{self, AppChannel, Apps, PluginConfig, TargetApp};
 use serde_json::json;
@@ -62,7 +62,7 @@ fn cluster_for(me: &AppPlan, target: &AppPlan) -> String {
 pub fn outbound_plugin(plan: &Plan, me: &AppPlan) -> PluginConfig {
     PluginConfig::Outbound(schema::Outbound {
         app_id: me.app_id.clone(),
-        namespace: None,
+        namespace: own_namespace(me),
         apps: Apps(
             plan.apps
                 .iter()
@@ -86,11 +86,16 @@ pub fn outbound_plugin(plan: &Plan, me: &AppPlan) -> PluginConfig {
     })
 }
 
+/// The app's namespace for its plugin configurations: written only when it is not the default.
+fn own_namespace(me: &AppPlan) -> Option<String> {
+    (me.namespace != DEFAULT_NAMESPACE).then(|| me.namespace.clone())
+}
+
 /// The inbound filter's configuration: who this app is, and its access-control policy.
 pub fn inbound_plugin(me: &AppPlan) -> PluginConfig {
     PluginConfig::Inbound(schema::Inbound {
         app_id: me.app_id.clone(),
-        namespace: None,
+        namespace: own_namespace(me),
         access_control: me.access_control.clone(),
     })
 }
@@ -888,5 +893,39 @@ apps:
             panic!()
         };
         assert_eq!(o.apps.0[1].1.cluster, "to-checkout");
+    }
+
+    #[test]
+    fn identities_follow_the_plans_namespace_and_trust_domain() {
+        let mut p = plan();
+        for a in &mut p.apps {
+            a.namespace = "prod".into();
+            a.trust_domain = "example.org".into();
+        }
+        let container = layout::Container {
+            name_template: "{app-id}-dapr.{namespace}.svc.cluster.local".into(),
+        };
+        let v = json_of(&p, 1, &container);
+        let to_op = cluster_named(&v, "to-order-processor");
+        assert_eq!(
+            to_op["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
+                ["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+            "spiffe://example.org/ns/prod/order-processor"
+        );
+        assert_eq!(
+            to_op["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"]["address"],
+            "order-processor-dapr.prod.svc.cluster.local"
+        );
+        let PluginConfig::Outbound(o) = outbound_plugin(&p, &p.apps[1]) else {
+            panic!()
+        };
+        assert_eq!(o.namespace.as_deref(), Some("prod"));
+        // The default namespace is not written.
+        let q = plan();
+        let PluginConfig::Outbound(o) = outbound_plugin(&q, &q.apps[1]) else {
+            panic!()
+        };
+        assert_eq!(o.namespace, None);
     }
 }
