@@ -89,6 +89,9 @@ pub struct HttpConnectionManager {
     pub merge_slashes: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path_with_escaped_slashes_action: Option<&'static str>,
+    /// The most header bytes a request may have, in KiB (Envoy's default: 60).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_headers_kb: Option<u32>,
     pub common_http_protocol_options: HttpProtocolOptions,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http2_protocol_options: Option<Http2ProtocolOptions>,
@@ -110,7 +113,10 @@ pub struct HttpProtocolOptions {
 
 /// `core.v3.Http2ProtocolOptions` (only the fields we set; `{}` turns HTTP/2 on).
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Http2ProtocolOptions {}
+pub struct Http2ProtocolOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_streams: Option<u32>,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LocalReplyConfig {
@@ -386,9 +392,12 @@ pub struct UpstreamTlsContext {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CommonTlsContext {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tls_certificates: Vec<TlsCertificate>,
     pub alpn_protocols: Vec<&'static str>,
-    pub validation_context: CertificateValidationContext,
+    /// None: the peer's certificate is not verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_context: Option<CertificateValidationContext>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -441,6 +450,33 @@ pub struct Cluster {
     pub outlier_detection: Option<OutlierDetection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub common_lb_config: Option<CommonLbConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheck>,
+}
+
+/// `core.v3.HealthCheck`: Envoy probes each endpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthCheck {
+    pub timeout: Dur,
+    pub interval: Dur,
+    /// How often to probe while the cluster has no traffic (Envoy's default: 60 s).
+    pub no_traffic_interval: Dur,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    #[serde(flatten)]
+    pub kind: HealthCheckKind,
+}
+
+/// The probe: Envoy's `oneof health_checker`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckKind {
+    HttpHealthCheck {
+        path: String,
+        /// `HTTP1` or `HTTP2`.
+        codec_client_type: &'static str,
+    },
+    GrpcHealthCheck {},
 }
 
 /// `typed_extension_protocol_options`: only the upstream HTTP options are used.
@@ -492,6 +528,8 @@ pub struct CircuitBreakers {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Thresholds {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
     pub max_retries: u32,
     pub max_pending_requests: u32,
     pub max_requests: u32,

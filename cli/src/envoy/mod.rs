@@ -73,17 +73,110 @@ pub fn outbound_plugin(plan: &Plan, me: &AppPlan) -> PluginConfig {
         api_token_env: api_token(me).map(|_| API_TOKEN_ENV.to_string()),
         app_channel: Some(AppChannel {
             port: me.app_port,
-            protocol: match me.protocol {
-                AppProtocol::Http => "http",
-                AppProtocol::H2c => "h2c",
-            }
-            .to_string(),
+            protocol: me.protocol.name().to_string(),
             channel_address: "127.0.0.1".to_string(),
-            max_concurrency: None,
-            health: None,
+            max_concurrency: me.max_concurrency,
+            health: me.health.as_ref().map(|h| schema::AppHealth {
+                // Dapr shows the path for HTTP apps only.
+                path: (!me.protocol.http2()).then(|| h.path.clone()),
+                interval: go_duration(h.interval),
+                timeout: go_duration(h.timeout),
+                threshold: h.threshold,
+            }),
         }),
-        max_body_bytes: None,
+        max_body_bytes: me.max_body_bytes,
     })
+}
+
+/// A duration as Go prints it, which is how Dapr's metadata shows the health settings: `5s`,
+/// `500ms`, `1m30s`.
+fn go_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m, s, rest) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let secs = if rest == 0 {
+        format!("{s}s")
+    } else {
+        format!("{s}.{}s", format!("{rest:03}").trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
+    }
+}
+
+/// The cluster of the sidecar's own app: HTTP/1.1 or HTTP/2, over TLS for `https`/`grpcs`
+/// (the app's certificate unverified, as daprd does), probed when Dapr's app health check is on,
+/// and at most `appMaxConcurrency` calls at a time, the rest waiting, as daprd queues them.
+fn local_app_cluster(me: &AppPlan, address: Address) -> Cluster {
+    let http2 = me.protocol.http2();
+    let mut c = cluster(
+        LOCAL_APP_CLUSTER,
+        &Reach::Static(address),
+        http2,
+        MAX_APP_HEADERS,
+    );
+    if me.protocol.tls() {
+        c.transport_socket = Some(TransportSocket {
+            name: "envoy.transport_sockets.tls",
+            typed_config: TypedConfig::UpstreamTlsContext(UpstreamTlsContext {
+                common_tls_context: CommonTlsContext {
+                    tls_certificates: vec![],
+                    alpn_protocols: vec![if http2 { "h2" } else { "http/1.1" }],
+                    validation_context: None,
+                },
+            }),
+        });
+    }
+    if let Some(n) = me.max_concurrency {
+        c.circuit_breakers = Some(CircuitBreakers {
+            thresholds: vec![Thresholds {
+                // HTTP/1.1: one call per connection; HTTP/2: one connection of n streams.
+                max_connections: Some(if http2 { 1 } else { n }),
+                max_retries: 1024,
+                max_pending_requests: 65536,
+                max_requests: 65536,
+            }],
+        });
+        if http2 {
+            if let Some(ProtocolOptions {
+                http: TypedConfig::UpstreamHttpProtocolOptions(o),
+            }) = &mut c.typed_extension_protocol_options
+            {
+                o.explicit_http_config =
+                    ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions {
+                        max_concurrent_streams: Some(n),
+                    });
+            }
+        }
+    }
+    if let Some(h) = &me.health {
+        c.health_checks = vec![HealthCheck {
+            timeout: Dur(h.timeout),
+            interval: Dur(h.interval),
+            no_traffic_interval: Dur(h.interval),
+            unhealthy_threshold: h.threshold,
+            healthy_threshold: 1,
+            kind: match me.protocol {
+                AppProtocol::Grpc | AppProtocol::Grpcs => HealthCheckKind::GrpcHealthCheck {},
+                _ => HealthCheckKind::HttpHealthCheck {
+                    path: h.path.clone(),
+                    codec_client_type: if http2 { "HTTP2" } else { "HTTP1" },
+                },
+            },
+        }];
+        // An unhealthy app gets no call: never Envoy's panic routing to it anyway.
+        c.common_lb_config = Some(CommonLbConfig {
+            healthy_panic_threshold: Percent { value: 0.0 },
+        });
+    }
+    c
 }
 
 /// The app's namespace for its plugin configurations: written only when it is not the default.
@@ -123,27 +216,24 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
         clusters.push(target_app_cluster(me, target, layout, my_tls.as_ref()));
     }
     if let Some(port) = me.app_port {
-        clusters.push(cluster(
-            LOCAL_APP_CLUSTER,
-            &Reach::Static(layout.app_address(me, port)),
-            me.protocol == AppProtocol::H2c,
-            MAX_APP_HEADERS,
-        ));
+        clusters.push(local_app_cluster(me, layout.app_address(me, port)));
     }
 
-    let mut outbound = listener(
-        "outbound",
-        listen.outbound,
-        MAX_APP_HEADERS,
-        outbound_routes(plan, me),
-        vec![wasm_filter(&layout.wasm(), &outbound_plugin)?, router()],
-    );
-    outbound.filter_chains.iter_mut().for_each(|chain| {
-        chain.filters.iter_mut().for_each(|f| {
-            if let TypedConfig::HttpConnectionManager(hcm) = &mut f.typed_config {
-                hcm.local_reply_config = Some(dapr_local_replies(true));
-            }
-        })
+    // `readBufferSize`: the app's header bytes; another sidecar's requests get room for the
+    // headers sidecars add, as with the header count.
+    let header_kb = me.read_buffer_bytes.map(|b| {
+        u32::try_from(b.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, 8192)
+    });
+    let outbound = listener(Http {
+        name: "outbound",
+        address: listen.outbound,
+        max_headers: MAX_APP_HEADERS,
+        max_header_kb: header_kb,
+        routes: outbound_routes(plan, me),
+        filters: vec![wasm_filter(&layout.wasm(), &outbound_plugin)?, router()],
+        local_replies: dapr_local_replies(None),
     });
 
     // With mutual TLS, the callee's filter names the caller from its certificate and applies the
@@ -152,20 +242,17 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
         Some(_) => vec![wasm_filter(&layout.wasm(), &inbound_plugin)?, router()],
         None => vec![router()],
     };
-    let mut inbound = listener(
-        "inbound",
-        listen.inbound,
-        MAX_MESH_HEADERS,
-        vec![inbound_route(me)],
-        inbound_filters,
-    );
+    let mut inbound = listener(Http {
+        name: "inbound",
+        address: listen.inbound,
+        max_headers: MAX_MESH_HEADERS,
+        max_header_kb: header_kb.map(|kb| kb.saturating_add(8).min(8192)),
+        routes: vec![inbound_route(me)],
+        filters: inbound_filters,
+        local_replies: dapr_local_replies(Some(&me.app_id)),
+    });
     for chain in &mut inbound.filter_chains {
         chain.transport_socket = my_tls.as_ref().map(downstream_tls);
-        for f in &mut chain.filters {
-            if let TypedConfig::HttpConnectionManager(hcm) = &mut f.typed_config {
-                hcm.local_reply_config = Some(dapr_local_replies(false));
-            }
-        }
     }
 
     Ok(Bootstrap {
@@ -394,7 +481,7 @@ fn cluster(name: &str, reach: &Reach, http2: bool, max_response_headers: u32) ->
                     max_headers_count: Some(max_response_headers),
                 },
                 explicit_http_config: if http2 {
-                    ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions {})
+                    ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())
                 } else {
                     ExplicitHttpConfig::HttpProtocolOptions {}
                 },
@@ -404,6 +491,7 @@ fn cluster(name: &str, reach: &Reach, http2: bool, max_response_headers: u32) ->
         circuit_breakers: None,
         outlier_detection: None,
         common_lb_config: None,
+        health_checks: vec![],
     }
 }
 
@@ -424,13 +512,13 @@ fn downstream_tls(tls: &TlsFiles) -> TransportSocket {
             common_tls_context: CommonTlsContext {
                 tls_certificates: vec![tls_certificate(tls)],
                 alpn_protocols: vec!["h2", "http/1.1"],
-                validation_context: CertificateValidationContext {
+                validation_context: Some(CertificateValidationContext {
                     trusted_ca: DataSource::Filename(tls.ca.display().to_string()),
                     match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
                         san_type: "URI",
                         matcher: StringMatcher::Prefix("spiffe://".into()),
                     }],
-                },
+                }),
             },
         }),
     }
@@ -444,13 +532,13 @@ fn upstream_tls(tls: &TlsFiles, peer: &str) -> TransportSocket {
             common_tls_context: CommonTlsContext {
                 tls_certificates: vec![tls_certificate(tls)],
                 alpn_protocols: vec!["h2"],
-                validation_context: CertificateValidationContext {
+                validation_context: Some(CertificateValidationContext {
                     trusted_ca: DataSource::Filename(tls.ca.display().to_string()),
                     match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
                         san_type: "URI",
                         matcher: StringMatcher::Exact(peer.to_string()),
                     }],
-                },
+                }),
             },
         }),
     }
@@ -504,26 +592,35 @@ fn router() -> HttpFilter {
 
 /// Envoy's own failures (no connection, timeout, no healthy endpoint, overflow, unknown cluster)
 /// answered the Dapr way. The filter's own errors carry no response flag and pass unchanged.
-fn dapr_local_replies(outbound: bool) -> LocalReplyConfig {
+/// `callee`: the inbound listener of that app, where no healthy endpoint means the app failed
+/// its health check (Dapr's answer for an unhealthy app).
+fn dapr_local_replies(callee: Option<&str>) -> LocalReplyConfig {
     let body = |message: String| {
         let mut map = serde_json::Map::new();
         map.insert("errorCode".into(), json!(ERR_DIRECT_INVOKE));
         map.insert("message".into(), json!(message));
         SubstitutionFormatString { json_format: map }
     };
-    let callee = format!("%REQ({CALLEE_APP_ID_HEADER})%");
+    let named = format!("%REQ({CALLEE_APP_ID_HEADER})%");
     let mut mappers = Vec::new();
-    if outbound {
-        mappers.push(ResponseMapper {
+    match callee {
+        None => mappers.push(ResponseMapper {
             filter: AccessLogFilter {
                 response_flag_filter: ResponseFlagFilter { flags: vec!["NC"] },
             },
             status_code: Some(500),
             body_format_override: body(invoke_failed(
-                &callee,
+                &named,
                 &format!("the sidecar has no cluster %REQ({DEFAULT_CLUSTER_HEADER})% for this app"),
             )),
-        });
+        }),
+        Some(app) => mappers.push(ResponseMapper {
+            filter: AccessLogFilter {
+                response_flag_filter: ResponseFlagFilter { flags: vec!["UH"] },
+            },
+            status_code: Some(500),
+            body_format_override: body(invoke_failed(app, "app is not in a healthy state")),
+        }),
     }
     mappers.push(ResponseMapper {
         filter: AccessLogFilter {
@@ -533,34 +630,51 @@ fn dapr_local_replies(outbound: bool) -> LocalReplyConfig {
         },
         status_code: None,
         body_format_override: body(invoke_failed(
-            &callee,
+            callee.unwrap_or(&named),
             "%LOCAL_REPLY_BODY% (%RESPONSE_FLAGS%)",
         )),
     });
     LocalReplyConfig { mappers }
 }
 
+/// One HTTP listener of a sidecar.
+struct Http {
+    name: &'static str,
+    address: Address,
+    /// Most headers a request may have.
+    max_headers: u32,
+    /// Most header bytes a request may have, in KiB; none: Envoy's default (60).
+    max_header_kb: Option<u32>,
+    routes: Vec<Route>,
+    filters: Vec<HttpFilter>,
+    local_replies: LocalReplyConfig,
+}
+
 /// A listener with one HTTP connection manager. Every listener the project generates is made
 /// here, so each gets the same protections: paths normalized before any filter sees them,
 /// headers with underscores dropped, and a header-count limit.
-fn listener(
-    name: &str,
-    address: Address,
-    max_headers: u32,
-    routes: Vec<Route>,
-    http_filters: Vec<HttpFilter>,
-) -> Listener {
+fn listener(http: Http) -> Listener {
+    let Http {
+        name,
+        address,
+        max_headers,
+        max_header_kb,
+        routes,
+        filters: http_filters,
+        local_replies,
+    } = http;
     let hcm = HttpConnectionManager {
         stat_prefix: name.to_string(),
         normalize_path: true,
         merge_slashes: true,
         path_with_escaped_slashes_action: None,
+        max_request_headers_kb: max_header_kb,
         common_http_protocol_options: HttpProtocolOptions {
             headers_with_underscores_action: Some(HEADERS_WITH_UNDERSCORES),
             max_headers_count: Some(max_headers),
         },
         http2_protocol_options: None,
-        local_reply_config: None,
+        local_reply_config: Some(local_replies),
         route_config: RouteConfiguration {
             name: name.to_string(),
             virtual_hosts: vec![VirtualHost {
@@ -927,5 +1041,97 @@ apps:
             panic!()
         };
         assert_eq!(o.namespace, None);
+    }
+
+    #[test]
+    fn the_apps_own_cluster_carries_its_health_check_limits_and_tls() {
+        let mut p = plan();
+        let op = &mut p.apps[0];
+        op.protocol = AppProtocol::Https;
+        op.max_concurrency = Some(2);
+        op.read_buffer_bytes = Some(4096);
+        op.max_body_bytes = Some(1 << 20);
+        op.health = Some(crate::runfile::AppHealth {
+            path: "/healthz".into(),
+            interval: std::time::Duration::from_secs(5),
+            timeout: std::time::Duration::from_millis(500),
+            threshold: 3,
+        });
+        let v = json_of(&p, 0, &local(true));
+        let app = cluster_named(&v, LOCAL_APP_CLUSTER);
+        let hc = &app["health_checks"][0];
+        assert_eq!(hc["http_health_check"]["path"], "/healthz");
+        assert_eq!(
+            (hc["interval"].as_str(), hc["timeout"].as_str()),
+            (Some("5s"), Some("0.500s"))
+        );
+        assert_eq!(
+            (
+                hc["unhealthy_threshold"].as_u64(),
+                hc["healthy_threshold"].as_u64()
+            ),
+            (Some(3), Some(1))
+        );
+        assert_eq!(
+            app["common_lb_config"]["healthy_panic_threshold"]["value"],
+            0.0
+        );
+        assert_eq!(
+            app["circuit_breakers"]["thresholds"][0]["max_connections"],
+            2
+        );
+        let tls = &app["transport_socket"]["typed_config"];
+        assert_eq!(
+            tls["common_tls_context"]["alpn_protocols"],
+            serde_json::json!(["http/1.1"])
+        );
+        assert!(
+            tls["common_tls_context"]
+                .get("validation_context")
+                .is_none(),
+            "unverified, as daprd"
+        );
+        assert_eq!(hcm(&v, 0)["max_request_headers_kb"], 4);
+        assert_eq!(hcm(&v, 1)["max_request_headers_kb"], 12);
+        // The inbound listener answers an unhealthy app as Dapr does.
+        let mappers = &hcm(&v, 1)["local_reply_config"]["mappers"];
+        assert_eq!(
+            mappers[0]["filter"]["response_flag_filter"]["flags"],
+            serde_json::json!(["UH"])
+        );
+        assert_eq!(
+            mappers[0]["body_format_override"]["json_format"]["message"],
+            "failed to invoke, id: order-processor, err: app is not in a healthy state"
+        );
+        // What the metadata API says of it.
+        let PluginConfig::Outbound(o) = outbound_plugin(&p, &p.apps[0]) else {
+            panic!()
+        };
+        let channel = o.app_channel.unwrap();
+        assert_eq!(
+            (channel.protocol.as_str(), channel.max_concurrency),
+            ("https", Some(2))
+        );
+        let health = channel.health.unwrap();
+        assert_eq!(
+            (health.interval.as_str(), health.timeout.as_str()),
+            ("5s", "500ms")
+        );
+        assert_eq!(o.max_body_bytes, Some(1 << 20));
+    }
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        use std::time::Duration;
+        for (d, want) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_secs(5), "5s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+        ] {
+            assert_eq!(go_duration(d), want);
+        }
     }
 }

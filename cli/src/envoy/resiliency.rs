@@ -55,6 +55,7 @@ pub fn route(policy: Option<&TargetPolicy>) -> (Dur, RetryPolicy) {
 pub fn circuit_breakers() -> CircuitBreakers {
     CircuitBreakers {
         thresholds: vec![Thresholds {
+            max_connections: None,
             max_retries: 1024,
             max_pending_requests: 65536,
             max_requests: 65536,

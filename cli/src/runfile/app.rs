@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 
 use super::keys::Settings;
 use super::ports::Explicit;
-use super::{joined, AppPlan, AppProtocol, LogDest, RequestedPorts, RunFileError};
+use super::{joined, AppHealth, AppPlan, AppProtocol, LogDest, RequestedPorts, RunFileError};
 use crate::yaml::{line_of, Plain};
 
 /// What reading an app needs besides its settings.
@@ -160,12 +160,15 @@ pub fn read(
         None => AppProtocol::Http,
         Some((v, line, key)) => match v.to_ascii_lowercase().as_str() {
             "http" => AppProtocol::Http,
-            "grpc" | "h2c" => AppProtocol::H2c,
+            "https" => AppProtocol::Https,
+            "h2c" => AppProtocol::H2c,
+            "grpc" => AppProtocol::Grpc,
+            "grpcs" => AppProtocol::Grpcs,
             other => {
                 return Err(err(
                     line,
                     &key,
-                    format!("{other:?} is not supported yet; use http, h2c or grpc"),
+                    format!("{other:?} is not one of http, https, h2c, grpc, grpcs"),
                 ))
             }
         },
@@ -218,6 +221,37 @@ pub fn read(
         common.map(|c| &c.daprd_log_destination),
         LogDest::File,
     )?;
+
+    // Limits, as daprd's flags of the same names.
+    let max_concurrency = match pick(
+        i,
+        "appMaxConcurrency",
+        &m.app_max_concurrency,
+        common.map(|c| &c.app_max_concurrency),
+    ) {
+        // Dapr's -1 (its default) and 0 mean no limit.
+        None => None,
+        Some(p) if *p.value <= 0 => None,
+        Some(p) => Some(
+            u32::try_from(*p.value)
+                .map_err(|_| err(p.line, &p.key, format!("{} is too large", p.value)))?,
+        ),
+    };
+    let max_body_bytes = pick(
+        i,
+        "maxBodySize",
+        &m.max_body_size,
+        common.map(|c| &c.max_body_size),
+    )
+    .map(|p| p.value.0);
+    let read_buffer_bytes = pick(
+        i,
+        "readBufferSize",
+        &m.read_buffer_size,
+        common.map(|c| &c.read_buffer_size),
+    )
+    .map(|p| p.value.0);
+    let health = health(i, m, common, &err)?;
 
     // The app's Dapr Configuration: access control, and the trust domain the app is in.
     let mut trust_domain = dapr_invoke::names::DEFAULT_TRUST_DOMAIN.to_string();
@@ -291,10 +325,107 @@ pub fn read(
             resiliency,
             trust_domain,
             namespace: cx.namespace.to_string(),
+            max_concurrency,
+            max_body_bytes,
+            read_buffer_bytes,
+            health,
         },
         explicit,
         id_line: line_of(id),
     })
+}
+
+/// Dapr's app health check settings, with daprd's defaults (path `/healthz`, every 5 s, 500 ms
+/// per probe, 3 failures) for the ones not set, and its rules: values of 0 or less are the
+/// defaults, and a probe may not take longer than the interval.
+fn health(
+    i: usize,
+    m: &Settings,
+    common: Option<&Settings>,
+    err: &dyn Fn(Option<usize>, &str, String) -> RunFileError,
+) -> Result<Option<AppHealth>, RunFileError> {
+    use std::time::Duration;
+    // A setting from the app, else from `common`: its value, line and key path.
+    fn either<'v, T>(
+        i: usize,
+        name: &str,
+        own: &'v Option<Spanned<T>>,
+        common: Option<&'v Option<Spanned<T>>>,
+    ) -> Option<(&'v T, Option<usize>, String)> {
+        match (own, common) {
+            (Some(v), _) => Some((&v.value, line_of(v), format!("apps[{i}].{name}"))),
+            (None, Some(Some(v))) => Some((&v.value, line_of(v), format!("common.{name}"))),
+            _ => None,
+        }
+    }
+    let enabled = either(
+        i,
+        "enableAppHealthCheck",
+        &m.enable_app_health_check,
+        common.map(|c| &c.enable_app_health_check),
+    );
+    if !enabled.is_some_and(|(on, _, _)| *on) {
+        return Ok(None);
+    }
+    let positive = |v: Option<(&i64, Option<usize>, String)>, default: u64| match v {
+        Some((n, _, _)) if *n > 0 => n.unsigned_abs(),
+        _ => default,
+    };
+    let interval_s = positive(
+        either(
+            i,
+            "appHealthProbeInterval",
+            &m.app_health_probe_interval,
+            common.map(|c| &c.app_health_probe_interval),
+        ),
+        5,
+    );
+    let timeout = either(
+        i,
+        "appHealthProbeTimeout",
+        &m.app_health_probe_timeout,
+        common.map(|c| &c.app_health_probe_timeout),
+    );
+    let timeout_where = timeout.as_ref().map(|(_, l, k)| (*l, k.clone()));
+    let timeout_ms = positive(timeout, 500);
+    if timeout_ms > interval_s.saturating_mul(1000) {
+        let (line, key) =
+            timeout_where.unwrap_or((None, format!("apps[{i}].appHealthProbeTimeout")));
+        return Err(err(
+            line,
+            &key,
+            format!(
+                "{timeout_ms} ms is longer than the probe interval ({interval_s} s); daprd refuses it too"
+            ),
+        ));
+    }
+    let threshold = either(
+        i,
+        "appHealthThreshold",
+        &m.app_health_threshold,
+        common.map(|c| &c.app_health_threshold),
+    );
+    let threshold_where = threshold.as_ref().map(|(_, l, k)| (*l, k.clone()));
+    let threshold = u32::try_from(positive(threshold, 3)).map_err(|_| {
+        let (line, key) = threshold_where.unwrap_or_default();
+        err(line, &key, "is too large".into())
+    })?;
+    let mut path = either(
+        i,
+        "appHealthCheckPath",
+        &m.app_health_check_path,
+        common.map(|c| &c.app_health_check_path),
+    )
+    .map_or_else(|| "/healthz".to_string(), |(p, _, _)| p.0.clone());
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    Ok(Some(AppHealth {
+        path,
+        interval: Duration::from_secs(interval_s),
+        timeout: Duration::from_millis(timeout_ms),
+        threshold,
+    }))
 }
 
 /// The warning for a daprd setting that has no effect here.

@@ -57,22 +57,22 @@ pub struct Settings {
     pub config_file_path: Option<Spanned<Plain>>,
     pub api_listen_addresses: Ignored,
     pub enable_profiling: Ignored,
-    pub app_max_concurrency: Ignored,
+    pub app_max_concurrency: Option<Spanned<i64>>,
     pub placement_host_address: Ignored,
     pub scheduler_host_address: Ignored,
     #[serde(rename = "appSSL")]
     pub app_ssl: Ignored,
-    pub max_body_size: Ignored,
-    pub read_buffer_size: Ignored,
+    pub max_body_size: Option<Spanned<Quantity>>,
+    pub read_buffer_size: Option<Spanned<Quantity>>,
     #[serde(rename = "daprHTTPMaxRequestSize")]
     pub dapr_http_max_request_size: Ignored,
     #[serde(rename = "daprHTTPReadBufferSize")]
     pub dapr_http_read_buffer_size: Ignored,
-    pub enable_app_health_check: Ignored,
-    pub app_health_check_path: Ignored,
-    pub app_health_probe_interval: Ignored,
-    pub app_health_probe_timeout: Ignored,
-    pub app_health_threshold: Ignored,
+    pub enable_app_health_check: Option<Spanned<bool>>,
+    pub app_health_check_path: Option<Spanned<Plain>>,
+    pub app_health_probe_interval: Option<Spanned<i64>>,
+    pub app_health_probe_timeout: Option<Spanned<i64>>,
+    pub app_health_threshold: Option<Spanned<i64>>,
     pub enable_api_logging: Ignored,
     pub runtime_path: Ignored,
     pub components_path: Ignored,
@@ -118,19 +118,11 @@ impl Settings {
             ("appChannelAddress", &self.app_channel_address),
             ("apiListenAddresses", &self.api_listen_addresses),
             ("enableProfiling", &self.enable_profiling),
-            ("appMaxConcurrency", &self.app_max_concurrency),
             ("placementHostAddress", &self.placement_host_address),
             ("schedulerHostAddress", &self.scheduler_host_address),
             ("appSSL", &self.app_ssl),
-            ("maxBodySize", &self.max_body_size),
-            ("readBufferSize", &self.read_buffer_size),
             ("daprHTTPMaxRequestSize", &self.dapr_http_max_request_size),
             ("daprHTTPReadBufferSize", &self.dapr_http_read_buffer_size),
-            ("enableAppHealthCheck", &self.enable_app_health_check),
-            ("appHealthCheckPath", &self.app_health_check_path),
-            ("appHealthProbeInterval", &self.app_health_probe_interval),
-            ("appHealthProbeTimeout", &self.app_health_probe_timeout),
-            ("appHealthThreshold", &self.app_health_threshold),
             ("enableApiLogging", &self.enable_api_logging),
             ("runtimePath", &self.runtime_path),
             ("componentsPath", &self.components_path),
@@ -174,6 +166,60 @@ impl<'de> Deserialize<'de> for Port {
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Port, E> {
                 Err(E::custom(format!("{v} is not a port number (1 to 65535)")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A size as Dapr's CLI writes it, a Kubernetes resource quantity: `4Mi`, `512Ki`, `4M`, `4096`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity(pub u64);
+
+impl Quantity {
+    /// Parses a quantity: digits, then an optional binary (`Ki`, `Mi`, `Gi`, `Ti`) or decimal
+    /// (`k`, `M`, `G`, `T`) suffix.
+    pub fn parse(raw: &str) -> Result<Quantity, String> {
+        let s = raw.trim();
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, suffix) = s.split_at(digits);
+        let bad = || format!("{raw:?} is not a size like 4Mi, 512Ki or 4096");
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let unit: u64 = match suffix {
+            "" => 1,
+            "k" => 1_000,
+            "M" => 1_000_000,
+            "G" => 1_000_000_000,
+            "T" => 1_000_000_000_000,
+            "Ki" => 1 << 10,
+            "Mi" => 1 << 20,
+            "Gi" => 1 << 30,
+            "Ti" => 1 << 40,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(unit)
+            .filter(|b| *b > 0)
+            .map(Quantity)
+            .ok_or_else(|| format!("{raw:?} is zero or too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Quantity;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size like 4Mi, 512Ki or 4096")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Quantity, E> {
+                Quantity::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Quantity, E> {
+                Quantity::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Quantity, E> {
+                Quantity::parse(v).map_err(E::custom)
             }
         }
         d.deserialize_any(V)
@@ -263,9 +309,17 @@ mod tests {
             .map(|k| match *k {
                 "command" => format!("{k}: [x]\n"),
                 "env" => format!("{k}: {{}}\n"),
-                "appPort" | "daprHTTPPort" | "daprInternalGRPCPort" | "metricsPort" => {
-                    format!("{k}: 1\n")
-                }
+                "appPort"
+                | "daprHTTPPort"
+                | "daprInternalGRPCPort"
+                | "metricsPort"
+                | "appMaxConcurrency"
+                | "appHealthProbeInterval"
+                | "appHealthProbeTimeout"
+                | "appHealthThreshold"
+                | "maxBodySize"
+                | "readBufferSize" => format!("{k}: 1\n"),
+                "enableAppHealthCheck" => format!("{k}: true\n"),
                 _ => format!("{k}: x\n"),
             })
             .collect();
@@ -273,7 +327,7 @@ mod tests {
         let app_only: Vec<&str> = s.app_only().iter().map(|(k, _)| *k).collect();
         let ignored: Vec<&str> = s.ignored().iter().map(|(k, _)| *k).collect();
         assert_eq!(app_only.len(), 11);
-        assert_eq!(ignored.len(), 22);
+        assert_eq!(ignored.len(), 14);
         for k in app_only.iter().chain(&ignored) {
             assert!(keys.contains(k), "{k} is not a key of Settings");
         }

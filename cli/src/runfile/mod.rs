@@ -26,8 +26,52 @@ pub type RunFileError = crate::yaml::FileError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppProtocol {
     Http,
-    /// gRPC or HTTP/2 cleartext: HTTP/2 to the app.
+    /// HTTP/1.1 over TLS to the app (its certificate is not verified, as daprd does not).
+    Https,
+    /// HTTP/2 cleartext.
     H2c,
+    /// gRPC: HTTP/2 cleartext.
+    Grpc,
+    /// gRPC over TLS.
+    Grpcs,
+}
+
+impl AppProtocol {
+    /// The name Dapr uses (`appProtocol`, `APP_PROTOCOL`, the metadata API).
+    pub fn name(self) -> &'static str {
+        match self {
+            AppProtocol::Http => "http",
+            AppProtocol::Https => "https",
+            AppProtocol::H2c => "h2c",
+            AppProtocol::Grpc => "grpc",
+            AppProtocol::Grpcs => "grpcs",
+        }
+    }
+
+    /// Whether the sidecar speaks HTTP/2 to the app.
+    pub fn http2(self) -> bool {
+        matches!(
+            self,
+            AppProtocol::H2c | AppProtocol::Grpc | AppProtocol::Grpcs
+        )
+    }
+
+    /// Whether the sidecar reaches the app over TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, AppProtocol::Https | AppProtocol::Grpcs)
+    }
+}
+
+/// Dapr's app health check (`enableAppHealthCheck` and its settings): the app's sidecar probes
+/// it, and while it is unhealthy no call reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppHealth {
+    /// The path probed with GET (HTTP apps); gRPC apps get the gRPC health check.
+    pub path: String,
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    /// Failed probes in a row that make the app unhealthy.
+    pub threshold: u32,
 }
 
 /// Where a process's output goes (Dapr's `appLogDestination` / `daprdLogDestination`).
@@ -90,6 +134,14 @@ pub struct AppPlan {
     /// The app's namespace: the runner's `NAMESPACE` environment variable, else `default`
     /// (see [`namespace_from`]).
     pub namespace: String,
+    /// `appMaxConcurrency`: at most this many calls in flight to the app (more wait).
+    pub max_concurrency: Option<u32>,
+    /// `maxBodySize`: the largest request body the app's sidecar accepts from it, in bytes.
+    pub max_body_bytes: Option<u64>,
+    /// `readBufferSize`: the most header bytes the app's sidecar accepts from it.
+    pub read_buffer_bytes: Option<u64>,
+    /// The app health check, when enabled.
+    pub health: Option<AppHealth>,
 }
 
 impl AppPlan {
@@ -101,14 +153,7 @@ impl AppPlan {
             env.insert("APP_PORT".to_string(), port.to_string());
         }
         env.insert("DAPR_HTTP_PORT".to_string(), self.http_port.to_string());
-        env.insert(
-            "APP_PROTOCOL".to_string(),
-            match self.protocol {
-                AppProtocol::Http => "http",
-                AppProtocol::H2c => "h2c",
-            }
-            .to_string(),
-        );
+        env.insert("APP_PROTOCOL".to_string(), self.protocol.name().to_string());
         env.extend(self.env.clone());
         env
     }
@@ -364,6 +409,78 @@ apps:
     }
 
     #[test]
+    fn limits_and_the_app_health_check_as_dapr_reads_them() {
+        let plan = parse_str(
+            "version: 1
+common:
+  appHealthThreshold: 5
+  maxBodySize: 1Ki
+apps:
+  - appID: a
+    appDirPath: checkout
+    command: [a]
+    appPort: 7000
+    appProtocol: HTTPS
+    enableAppHealthCheck: true
+    appHealthCheckPath: ready
+    appMaxConcurrency: 2
+    readBufferSize: 8192
+  - appID: b
+    appDirPath: checkout
+    command: [b]
+    appMaxConcurrency: -1
+    enableAppHealthCheck: false
+    appHealthProbeInterval: 0
+",
+            &mut fake(),
+        )
+        .unwrap();
+        let [a, b] = plan.apps.as_slice() else {
+            panic!()
+        };
+        assert_eq!(a.protocol, AppProtocol::Https);
+        assert_eq!(
+            a.health,
+            Some(AppHealth {
+                path: "/ready".into(),
+                interval: std::time::Duration::from_secs(5),
+                timeout: std::time::Duration::from_millis(500),
+                threshold: 5,
+            })
+        );
+        assert_eq!(
+            (a.max_concurrency, a.max_body_bytes, a.read_buffer_bytes),
+            (Some(2), Some(1024), Some(8192))
+        );
+        assert_eq!((b.max_concurrency, b.health.as_ref()), (None, None));
+        assert_eq!(b.max_body_bytes, Some(1024), "from common");
+    }
+
+    #[test]
+    fn sizes_are_kubernetes_quantities() {
+        use super::keys::Quantity;
+        for (raw, want) in [
+            ("4096", Ok(4096)),
+            ("4Ki", Ok(4096)),
+            ("4Mi", Ok(4 << 20)),
+            ("1Gi", Ok(1 << 30)),
+            ("4k", Ok(4000)),
+            ("4M", Ok(4_000_000)),
+            ("0", Err(())),
+            ("4 Mi", Err(())),
+            ("Mi", Err(())),
+            ("4mi", Err(())),
+            ("99999999999Ti", Err(())),
+        ] {
+            assert_eq!(
+                Quantity::parse(raw).map(|q| q.0).map_err(drop),
+                want,
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
     fn the_quickstart_run_file() {
         let plan = parse_str(QUICKSTART, &mut fake()).unwrap();
         let [op, co] = plan.apps.as_slice() else {
@@ -433,7 +550,7 @@ apps:
         assert_eq!(a.env["LEVEL"], "app");
         assert_eq!(a.env["SHARED"], "yes");
         assert_eq!(a.envoy_log_level, "error");
-        assert_eq!(a.protocol, AppProtocol::H2c);
+        assert_eq!(a.protocol, AppProtocol::Grpc);
     }
 
     #[test]
@@ -466,8 +583,12 @@ apps:
              "dapr.yaml:6: apps[0].appPort: 70000 is not a port number"),
             ("version: 1\ncommon:\n  appID: x\napps:\n  - appID: a\n    appDirPath: checkout\n    command: [a]\n",
              "dapr.yaml:3: common.appID: `appID` belongs to each app"),
-            ("version: 1\napps:\n  - appID: a\n    appDirPath: checkout\n    command: [a]\n    appProtocol: https\n",
-             "dapr.yaml:6: apps[0].appProtocol: \"https\" is not supported yet"),
+            ("version: 1\napps:\n  - appID: a\n    appDirPath: checkout\n    command: [a]\n    appProtocol: spdy\n",
+             "dapr.yaml:6: apps[0].appProtocol: \"spdy\" is not one of http, https, h2c, grpc, grpcs"),
+            ("version: 1\napps:\n  - appID: a\n    appDirPath: checkout\n    command: [a]\n    maxBodySize: 4Xi\n",
+             "dapr.yaml:6: apps[0].maxBodySize: \"4Xi\" is not a size like 4Mi, 512Ki or 4096"),
+            ("version: 1\napps:\n  - appID: a\n    appDirPath: checkout\n    command: [a]\n    enableAppHealthCheck: true\n    appHealthProbeInterval: 1\n    appHealthProbeTimeout: 1500\n",
+             "dapr.yaml:8: apps[0].appHealthProbeTimeout: 1500 ms is longer than the probe interval (1 s)"),
             ("version: 1\napps:\n  - appID: a\n    appDirPath: checkout\n    command: [a]\n    env: [A]\n",
              "dapr.yaml:6: apps[0].env: must be a mapping"),
         ];
