@@ -300,7 +300,7 @@ fn outbound_routes(plan: &Plan, me: &AppPlan) -> Vec<Route> {
                     cluster: Some(cluster),
                     cluster_header: None,
                     timeout,
-                    retry_policy: Some(retry),
+                    retry_policy: retry,
                 }),
                 request_headers_to_add: forwarded_host(),
                 request_headers_to_remove: strip(),

@@ -12,10 +12,14 @@ use crate::resiliency::TargetPolicy;
 
 /// The route's timeout (none: `0s`, as Dapr has no timeout without a policy) and retry policy.
 /// Without a Dapr retry policy, the built-in one: retry only what never reached the callee
-/// (connection failures), 3 times, 1 s apart, as Dapr's `DaprBuiltInServiceRetries`.
-pub fn route(policy: Option<&TargetPolicy>) -> (Dur, RetryPolicy) {
+/// (connection failures), 3 times, 1 s apart, as Dapr's `DaprBuiltInServiceRetries`; unless the
+/// target has an entry of its own under `targets.apps`, which turns the built-in retries off in
+/// Dapr: then nothing is retried.
+pub fn route(policy: Option<&TargetPolicy>) -> (Dur, Option<RetryPolicy>) {
     let timeout = Dur(policy.and_then(|p| p.timeout).unwrap_or(Duration::ZERO));
+    let named = policy.is_some_and(|p| p.named);
     let retry = match policy.and_then(|p| p.retry.as_ref()) {
+        None if named => return (timeout, None),
         None => RetryPolicy {
             retry_on: "connect-failure,refused-stream".into(),
             num_retries: 3,
@@ -48,7 +52,7 @@ pub fn route(policy: Option<&TargetPolicy>) -> (Dur, RetryPolicy) {
             host_selection_retry_max_attempts: Some(3),
         },
     };
-    (timeout, retry)
+    (timeout, Some(retry))
 }
 
 /// Envoy's default allows 3 concurrent retries per cluster; Dapr has no such cap.
@@ -111,9 +115,10 @@ mod tests {
                 consecutive_failures: 5,
                 open_for: Duration::from_secs(5),
             }),
+            named: true,
         };
         let (timeout, retry) = route(Some(&op));
-        let retry = json(&retry);
+        let retry = json(&retry.unwrap());
         assert_eq!(json(&timeout), "0s");
         assert_eq!(retry["num_retries"], FOREVER_RETRIES);
         assert_eq!(
@@ -132,10 +137,26 @@ mod tests {
     fn without_a_policy_only_connection_failures_are_retried() {
         let (timeout, retry) = route(None);
         assert_eq!(json(&timeout), "0s");
-        let retry = json(&retry);
+        let retry = json(&retry.unwrap());
         assert_eq!(retry["retry_on"], "connect-failure,refused-stream");
         assert_eq!(retry["num_retries"], 3);
         assert!(breaker(None).is_none());
+    }
+
+    #[test]
+    fn a_target_of_its_own_without_a_retry_is_not_retried() {
+        let own = TargetPolicy {
+            timeout: Some(Duration::from_secs(2)),
+            named: true,
+            ..TargetPolicy::default()
+        };
+        assert!(route(Some(&own)).1.is_none());
+        // Dapr's default policies leave the built-in retries on.
+        let by_default = TargetPolicy {
+            timeout: Some(Duration::from_secs(2)),
+            ..TargetPolicy::default()
+        };
+        assert!(route(Some(&by_default)).1.is_some());
     }
 
     #[test]
@@ -150,9 +171,10 @@ mod tests {
                 status_codes: vec![429, 502, 503, 504],
             }),
             breaker: None,
+            named: true,
         };
         let (timeout, retry) = route(Some(&p));
-        let retry = json(&retry);
+        let retry = json(&retry.unwrap());
         assert_eq!(json(&timeout), "90s");
         assert_eq!(
             retry["retry_on"],

@@ -47,6 +47,9 @@ pub struct TargetPolicy {
     pub timeout: Option<Duration>,
     pub retry: Option<Retry>,
     pub breaker: Option<Breaker>,
+    /// The target is named under `targets.apps`: as in Dapr, that turns the built-in
+    /// service-invocation retries off for it, whatever the entry sets.
+    pub named: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,7 +244,10 @@ impl Merged {
                 FileError::new(&target.file, line_of(v), &key(k), m)
             };
             let t = &target.value;
-            let mut policy = TargetPolicy::default();
+            let mut policy = TargetPolicy {
+                named: true,
+                ..TargetPolicy::default()
+            };
             if let Some(name) = &t.timeout {
                 let n = &name.value.0;
                 policy.timeout = Some(match self.timeouts.get(n) {
@@ -307,6 +313,7 @@ impl Merged {
                 breaker_users.entry(n).or_default().push(others.clone());
                 self.breakers.get(n).map(|b| b.value.0.clone())
             }),
+            named: false,
         };
         if defaults != TargetPolicy::default() {
             out.defaults = Some(defaults);
@@ -743,6 +750,7 @@ spec:
             timeout: Some(Duration::from_secs(1)),
             retry: None,
             breaker: None,
+            named: true,
         };
         assert_eq!(p.targets["named"], named);
         p.apply_defaults(&["named".to_string(), "other".to_string()]);
