@@ -6,10 +6,13 @@
 //! invoke URL, stamps the caller's identity, and writes the cluster into a request header that
 //! Envoy's router routes on. Envoy does the forwarding.
 //!
-//! The modules split along one line: [`config`], [`ids`], [`route`], [`inbound`], [`acl`] and
-//! [`error`] are pure logic with no host calls; [`filter`] reads a request through its `Host`
-//! trait, asks them, and applies the answer. All of it is tested on the host. Only the
-//! proxy-wasm contexts and the real `Host` (`filter::wasm`) exist in the `.wasm` build alone.
+//! The modules split along one line: [`schema`] (the plugin configuration's typed form) and
+//! [`config`] (its validation into lookup tables), [`names`], [`ids`], [`codec`], [`route`] (the
+//! outbound decision), [`sidecar`] (the metadata answer), [`inbound`] and [`acl`] (the callee's
+//! decision and Dapr's access control), and [`error`] are pure logic with no host calls;
+//! [`filter`] reads a request through its `Host` trait, asks them, and applies the answer. All
+//! of it is tested on the host. Only the proxy-wasm contexts and the real `Host`
+//! (`filter::wasm`) exist in the `.wasm` build alone.
 
 pub mod acl;
 pub mod codec;

@@ -72,3 +72,22 @@ def test_every_shipped_listener_has_the_protections():
     assert len(configs) == 4, configs
     for path in configs:
         harness.assert_protected(yaml.safe_load(path.read_text()), str(path.relative_to(harness.ROOT)))
+
+
+def test_the_readmes_layout_table_names_every_module():
+    """Every source file and directory of the filter and the runner is in the README's layout
+    table, so a new module cannot go unexplained."""
+    readme = (harness.ROOT / "README.md").read_text()
+    table = readme.split("## Layout and tests", 1)[1].split("\n\n", 2)[1]
+    named = set()
+    for row in table.splitlines()[2:]:
+        named.update(part.strip("` ") for part in row.split("|")[1].split(","))
+    missing = []
+    for top in ("src", "cli/src"):
+        for path in sorted((harness.ROOT / top).iterdir()):
+            rel = str(path.relative_to(harness.ROOT)) + ("/" if path.is_dir() else "")
+            if rel in ("src/lib.rs",):
+                continue  # the crate root, which lib.rs's own docs describe
+            if rel not in named:
+                missing.append(rel)
+    assert not missing, f"not in the README's layout table: {missing}"
