@@ -13,7 +13,7 @@ use crate::ids::{validate_name, Target};
 use crate::names::{APP_ID_HEADER, IDENTITY_HEADERS};
 pub use crate::names::{DEFAULT_CLUSTER_HEADER, DEFAULT_NAMESPACE};
 use crate::schema::{
-    AppChannel, Apps, Inbound, Outbound, PluginConfig, RawPluginConfig, TargetApp,
+    AppChannel, Apps, IdentityHeaders, Inbound, Outbound, PluginConfig, RawPluginConfig, TargetApp,
 };
 
 /// Header names that carry HTTP framing or that the filter reads itself: none of them may double
@@ -87,15 +87,22 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// A target app this sidecar can reach, and the Envoy cluster that serves it.
+/// The Envoy cluster that serves a target app, and its call policy. Its id and namespace are the
+/// keys it is found under (see [`Resolved`]): a config of 100k apps holds each string once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
-    pub app_id: String,
-    pub namespace: String,
-    pub cluster: String,
+    pub cluster: Box<str>,
     /// The app's timeout and retries, as the request headers Envoy's router reads
     /// (`x-envoy-upstream-rq-timeout-ms`, `x-envoy-max-retries`, `x-envoy-retry-on`), built once.
-    pub policy_headers: Vec<(&'static str, String)>,
+    pub policy_headers: Box<[(&'static str, String)]>,
+}
+
+/// A target app as a lookup found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved<'c> {
+    pub app_id: &'c str,
+    pub namespace: &'c str,
+    pub app: &'c App,
 }
 
 /// A validated configuration, ready for O(1) lookups on the request path.
@@ -111,7 +118,10 @@ pub struct Config {
     /// The request header that carries the chosen cluster to Envoy's router.
     pub cluster_header: String,
     /// namespace → app id → app.
-    apps: HashMap<String, HashMap<String, App>>,
+    apps: HashMap<Box<str>, HashMap<Box<str>, App>>,
+    /// Outbound: whether the filter sets `dapr-caller-app-id`, `dapr-caller-namespace` and
+    /// `dapr-callee-app-id` itself, or the routes do (`identity_headers: "route"`).
+    pub stamp_identity: bool,
     /// Outbound: the API token every call must carry (`dapr-api-token`), when one is set.
     pub api_token: Option<Vec<u8>>,
     /// Outbound: the app's channel, for `GET /v1.0/metadata`.
@@ -160,10 +170,16 @@ impl Config {
 
     /// The app a target names, if this sidecar knows it. A bare id is looked up in the sidecar's
     /// own namespace.
-    pub fn resolve(&self, target: &Target<'_>) -> Option<&App> {
-        self.apps
-            .get(target.namespace_or(&self.namespace))?
-            .get(target.app_id)
+    pub fn resolve(&self, target: &Target<'_>) -> Option<Resolved<'_>> {
+        let (namespace, ids) = self
+            .apps
+            .get_key_value(target.namespace_or(&self.namespace))?;
+        let (app_id, app) = ids.get_key_value(target.app_id)?;
+        Some(Resolved {
+            app_id,
+            namespace,
+            app,
+        })
     }
 
     /// How many target apps are configured.
@@ -287,6 +303,7 @@ impl Config {
                     namespace,
                     cluster_header: DEFAULT_CLUSTER_HEADER.to_string(),
                     apps: HashMap::new(),
+                    stamp_identity: true,
                     api_token: None,
                     app_channel: None,
                     max_body_bytes: None,
@@ -300,6 +317,7 @@ impl Config {
                 api_token_env,
                 app_channel,
                 max_body_bytes,
+                identity_headers,
             }) => {
                 let namespace = own_namespace(&app_id, namespace.as_deref())?.to_string();
                 let cluster_header = cluster_header(header.as_deref())?;
@@ -311,9 +329,9 @@ impl Config {
                 };
                 let per_namespace = check_apps(&raw_apps, &namespace)?;
                 // Build the lookup maps at their final size, moving the strings in.
-                let mut apps: HashMap<String, HashMap<String, App>> = per_namespace
+                let mut apps: HashMap<Box<str>, HashMap<Box<str>, App>> = per_namespace
                     .into_iter()
-                    .map(|(ns, n)| (ns.to_string(), HashMap::with_capacity(n)))
+                    .map(|(ns, n)| (ns.into(), HashMap::with_capacity(n)))
                     .collect();
                 for (key, app) in raw_apps.0 {
                     let field = format!("apps.{key:?}");
@@ -326,12 +344,10 @@ impl Config {
                         continue; // every namespace was counted by check_apps
                     };
                     ids.insert(
-                        target.app_id.to_string(),
+                        target.app_id.into(),
                         App {
-                            app_id: target.app_id.to_string(),
-                            namespace: ns.to_string(),
-                            cluster: app.cluster,
-                            policy_headers,
+                            cluster: app.cluster.into_boxed_str(),
+                            policy_headers: policy_headers.into_boxed_slice(),
                         },
                     );
                 }
@@ -342,6 +358,7 @@ impl Config {
                     namespace,
                     cluster_header,
                     apps,
+                    stamp_identity: identity_headers != Some(IdentityHeaders::Route),
                     api_token,
                     app_channel,
                     max_body_bytes,
@@ -520,12 +537,12 @@ mod tests {
         let op = c
             .resolve(&Target::parse("order-processor").unwrap())
             .unwrap();
-        assert_eq!(op.cluster, "order-processor");
+        assert_eq!(&*op.app.cluster, "order-processor");
         assert_eq!(op.namespace, "default");
         let same = c.resolve(&Target::parse("order-processor.default").unwrap());
         assert_eq!(same, Some(op));
         let pay = c.resolve(&Target::parse("payments.prod").unwrap()).unwrap();
-        assert_eq!(pay.cluster, "payments-prod");
+        assert_eq!(&*pay.app.cluster, "payments-prod");
         assert_eq!(c.resolve(&Target::parse("payments").unwrap()), None);
         assert_eq!(
             c.resolve(&Target::parse("order-processor.prod").unwrap()),
@@ -542,19 +559,27 @@ mod tests {
         .unwrap();
         assert_eq!(c.cluster_header, "x-route");
         assert_eq!(
-            c.resolve(&Target::parse("b").unwrap()).unwrap().cluster,
+            c.resolve(&Target::parse("b").unwrap())
+                .unwrap()
+                .app
+                .cluster
+                .to_string(),
             "b-prod"
         );
         assert_eq!(
             c.resolve(&Target::parse("b.prod").unwrap())
                 .unwrap()
-                .cluster,
+                .app
+                .cluster
+                .to_string(),
             "b-prod"
         );
         assert_eq!(
             c.resolve(&Target::parse("b.default").unwrap())
                 .unwrap()
-                .cluster,
+                .app
+                .cluster
+                .to_string(),
             "b-def"
         );
     }
@@ -698,7 +723,7 @@ mod tests {
         .unwrap();
         let b = c.resolve(&Target::parse("b").unwrap()).unwrap();
         assert_eq!(
-            b.policy_headers,
+            b.app.policy_headers.to_vec(),
             [
                 ("x-envoy-upstream-rq-timeout-ms", "1500".to_string()),
                 ("x-envoy-max-retries", "3".to_string()),
@@ -708,6 +733,7 @@ mod tests {
         assert!(c
             .resolve(&Target::parse("c").unwrap())
             .unwrap()
+            .app
             .policy_headers
             .is_empty());
     }
@@ -763,7 +789,9 @@ mod tests {
         assert_eq!(
             c.resolve(&Target::parse("app-9999").unwrap())
                 .unwrap()
-                .cluster,
+                .app
+                .cluster
+                .to_string(),
             "c9999"
         );
     }

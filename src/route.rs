@@ -8,7 +8,7 @@
 //! names no app. Unlike Dapr, an invoke URL wins over a `dapr-app-id` header.
 
 use crate::codec::{base64_decode, path_unescape, query_unescape, secrets_equal};
-use crate::config::{App, Config};
+use crate::config::{Config, Resolved};
 use crate::error::DaprError;
 use crate::ids::Target;
 use crate::names::{API_TOKEN_HEADER, APP_ID_HEADER};
@@ -64,7 +64,7 @@ impl Reply {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Forward<'a> {
     /// The app it goes to.
-    pub app: &'a App,
+    pub app: Resolved<'a>,
     /// The new `:path`, when the request used the invoke URL.
     pub path: Option<String>,
     /// The app was named by `Authorization: Basic`: the header goes no further.
@@ -125,7 +125,7 @@ impl Endpoint {
 /// let no_headers = |_: &str| -> Result<Option<Vec<u8>>, ()> { Ok(None) };
 /// let Ok(Decision::Forward(f)) =
 ///     decide(&c, "/v1.0/invoke/order-processor/method/orders?x=1", no_headers) else { panic!() };
-/// assert_eq!((f.app.cluster.as_str(), f.path.as_deref()), ("op", Some("/orders?x=1")));
+/// assert_eq!((&*f.app.app.cluster, f.path.as_deref()), ("op", Some("/orders?x=1")));
 /// ```
 pub fn decide<'c, E>(
     config: &'c Config,
@@ -282,7 +282,7 @@ fn split_invoke(rest: &str) -> Result<(&str, String), DaprError> {
     Ok((raw_id, new_path))
 }
 
-fn resolve<'c>(config: &'c Config, raw_id: &str) -> Result<&'c App, DaprError> {
+fn resolve<'c>(config: &'c Config, raw_id: &str) -> Result<Resolved<'c>, DaprError> {
     let target = Target::parse(raw_id).map_err(|e| DaprError::invalid_app_id(raw_id, &e))?;
     config.resolve(&target).ok_or_else(|| {
         DaprError::unknown_app(
@@ -346,7 +346,7 @@ mod tests {
 
     fn outcome(d: Decision) -> Outcome {
         match d {
-            Decision::Forward(f) => Ok((f.app.cluster.clone(), f.path)),
+            Decision::Forward(f) => Ok((f.app.app.cluster.to_string(), f.path)),
             Decision::Reply(r) if r.content_type == Some("application/json") => {
                 let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
                 Err(Error {
@@ -557,20 +557,20 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (f.app.cluster.as_str(), f.drop_authorization),
+            (&*f.app.app.cluster, f.drop_authorization),
             ("order-processor", true)
         );
         // base64("DAPR-APP-ID:payments.prod")
         let Decision::Forward(f) = call(b"Basic REFQUi1BUFAtSUQ6cGF5bWVudHMucHJvZA==", None) else {
             panic!()
         };
-        assert_eq!(f.app.cluster, "payments-prod");
+        assert_eq!(&*f.app.app.cluster, "payments-prod");
         // The header wins, and the Authorization header is then the app's business.
         let Decision::Forward(f) = call(op, Some(b"payments.prod")) else {
             panic!()
         };
         assert_eq!(
-            (f.app.cluster.as_str(), f.drop_authorization),
+            (&*f.app.app.cluster, f.drop_authorization),
             ("payments-prod", false)
         );
         for bad in [

@@ -67,6 +67,21 @@ pub struct Outbound {
     /// The largest request body the sidecar accepts, in bytes (Dapr's `maxBodySize`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
+    /// Who sets `dapr-caller-app-id`, `dapr-caller-namespace` and `dapr-callee-app-id` on a
+    /// forwarded call (default: the filter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_headers: Option<IdentityHeaders>,
+}
+
+/// Who sets the caller's identity headers on a forwarded call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityHeaders {
+    /// The filter, on every call: three header writes per call.
+    Filter,
+    /// Envoy's route to each target app (`request_headers_to_add`, replacing what the app
+    /// sent): no host call. The route of every cluster in `apps` must set all three.
+    Route,
 }
 
 /// The app's channel, as Dapr's metadata API describes it.
@@ -188,6 +203,8 @@ pub(crate) struct RawPluginConfig {
     app_channel: Option<AppChannel>,
     #[serde(default)]
     max_body_bytes: Option<u64>,
+    #[serde(default)]
+    identity_headers: Option<IdentityHeaders>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -228,6 +245,7 @@ impl TryFrom<RawPluginConfig> for PluginConfig {
                     api_token_env: raw.api_token_env,
                     app_channel: raw.app_channel,
                     max_body_bytes: raw.max_body_bytes,
+                    identity_headers: raw.identity_headers,
                 }))
             }
             RawMode::Inbound => {
@@ -243,6 +261,7 @@ impl TryFrom<RawPluginConfig> for PluginConfig {
                     ("api_token_env", raw.api_token_env.is_some()),
                     ("app_channel", raw.app_channel.is_some()),
                     ("max_body_bytes", raw.max_body_bytes.is_some()),
+                    ("identity_headers", raw.identity_headers.is_some()),
                 ] {
                     if set {
                         return Err(only(field, "outbound", ""));
@@ -359,6 +378,7 @@ mod tests {
                 }),
             }),
             max_body_bytes: Some(4 << 20),
+            identity_headers: Some(IdentityHeaders::Route),
         }));
         round_trip(&PluginConfig::Inbound(Inbound {
             app_id: "order-processor".into(),

@@ -566,4 +566,12 @@ def assert_protected(cfg: dict, where: str) -> None:
                 for vh in h["route_config"]["virtual_hosts"]:
                     for route in vh["routes"]:
                         removed = set(route.get("request_headers_to_remove", []))
-                        assert {"x-dapr-cluster", "dapr-api-token"} <= removed, (name, route)
+                        added = {a["header"]["key"]: a.get("append_action")
+                                 for a in route.get("request_headers_to_add", [])}
+                        assert "x-dapr-cluster" in removed, (name, route)
+                        # The caller's token is removed, or replaced by the app's own.
+                        assert ("dapr-api-token" in removed
+                                or added.get("dapr-api-token") == "OVERWRITE_IF_EXISTS_OR_ADD"), (name, route)
+                        if lst["name"] == "outbound" and "cluster" in route.get("route", {}):
+                            for header in ("dapr-caller-app-id", "dapr-caller-namespace", "dapr-callee-app-id"):
+                                assert added.get(header) == "OVERWRITE_IF_EXISTS_OR_ADD", (name, route)

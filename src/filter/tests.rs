@@ -82,6 +82,26 @@ fn outbound_forward_writes_the_route_and_the_identity() {
 }
 
 #[test]
+fn with_identity_on_the_routes_a_forward_is_one_write() {
+    let host = FakeHost::new()
+        .with_request("POST", "/orders")
+        .with_header("dapr-app-id", "order-processor")
+        .with_header("dapr-caller-app-id", "forged");
+    let json = r#"{"app_id": "checkout", "identity_headers": "route",
+        "apps": {"order-processor": {"cluster": "order-processor"}}}"#;
+    assert_eq!(handle(&host, json), Next::Continue);
+    assert_eq!(host.one("x-dapr-cluster"), "order-processor");
+    // :path, dapr-app-id, the cluster header: Envoy's route replaces the identity headers.
+    assert_eq!(host.host_calls(), 3);
+    assert_eq!(
+        host.one("dapr-caller-app-id"),
+        "forged",
+        "left to the route"
+    );
+    assert_untouched(&host, &["dapr-callee-app-id", "dapr-caller-namespace"]);
+}
+
+#[test]
 fn outbound_invoke_url_rewrites_the_path_without_reading_the_header() {
     let host = FakeHost::new()
         .with_request("GET", "/v1.0/invoke/payments.prod/method/ok/7?x=1")

@@ -16,8 +16,8 @@ pub mod resiliency;
 
 use dapr_invoke::error::{invoke_failed, no_app_channel, ERR_DIRECT_INVOKE};
 use dapr_invoke::names::{
-    spiffe_id, API_TOKEN_HEADER, APP_ID_HEADER, CALLEE_APP_ID_HEADER, DEFAULT_CLUSTER_HEADER,
-    DEFAULT_NAMESPACE, FILTER_NAME,
+    spiffe_id, API_TOKEN_HEADER, APP_ID_HEADER, CALLEE_APP_ID_HEADER, CALLER_APP_ID_HEADER,
+    CALLER_NAMESPACE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_NAMESPACE, FILTER_NAME,
 };
 use dapr_invoke::schema::{self, AppChannel, Apps, PluginConfig, TargetApp};
 use serde_json::json;
@@ -85,6 +85,8 @@ pub fn outbound_plugin(plan: &Plan, me: &AppPlan) -> PluginConfig {
             }),
         }),
         max_body_bytes: me.max_body_bytes,
+        // The routes set the identity headers: three host calls less per call.
+        identity_headers: Some(schema::IdentityHeaders::Route),
     })
 }
 
@@ -302,7 +304,10 @@ fn outbound_routes(plan: &Plan, me: &AppPlan) -> Vec<Route> {
                     timeout,
                     retry_policy: retry,
                 }),
-                request_headers_to_add: forwarded_host(),
+                request_headers_to_add: identity(me, a)
+                    .into_iter()
+                    .chain(forwarded_host())
+                    .collect(),
                 request_headers_to_remove: strip(),
                 response_headers_to_add: vec![],
             }
@@ -324,6 +329,17 @@ fn outbound_routes(plan: &Plan, me: &AppPlan) -> Vec<Route> {
         response_headers_to_add: vec![],
     });
     routes
+}
+
+/// Who calls whom, set by the route to `target` on every call, replacing whatever the app sent
+/// under these names (the filter's `identity_headers: "route"`). The callee's sidecar replaces
+/// the caller's from its certificate again.
+fn identity(me: &AppPlan, target: &AppPlan) -> [HeaderValueOption; 3] {
+    [
+        HeaderValueOption::overwrite(CALLER_APP_ID_HEADER, me.app_id.clone()),
+        HeaderValueOption::overwrite(CALLER_NAMESPACE_HEADER, me.namespace.clone()),
+        HeaderValueOption::overwrite(CALLEE_APP_ID_HEADER, target.app_id.clone()),
+    ]
 }
 
 /// The caller's host name, appended as daprd appends its own (`X-Forwarded-Host`).
@@ -948,6 +964,23 @@ apps:
                         );
                         if name == "outbound" {
                             assert!(removed.iter().any(|h| h == APP_ID_HEADER), "{route}");
+                            // Every route to an app sets who calls whom, over what the app sent.
+                            if route["route"].get("cluster").is_some() {
+                                let set: Vec<&Value> = route["request_headers_to_add"]
+                                    .as_array()
+                                    .unwrap()
+                                    .iter()
+                                    .filter(|h| h["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD")
+                                    .map(|h| &h["header"]["key"])
+                                    .collect();
+                                for header in [
+                                    CALLER_APP_ID_HEADER,
+                                    CALLER_NAMESPACE_HEADER,
+                                    CALLEE_APP_ID_HEADER,
+                                ] {
+                                    assert!(set.iter().any(|k| *k == header), "{route}");
+                                }
+                            }
                         }
                     }
                 }
