@@ -110,7 +110,18 @@ pub struct HttpProtocolOptions {
 
 /// `core.v3.Http2ProtocolOptions` (only the fields we set; `{}` turns HTTP/2 on).
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Http2ProtocolOptions {}
+pub struct Http2ProtocolOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_keepalive: Option<KeepaliveSettings>,
+}
+
+/// `core.v3.KeepaliveSettings`: HTTP/2 PINGs every `interval`; a PING not answered within
+/// `timeout` closes the connection (and resets what is in flight on it).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeepaliveSettings {
+    pub interval: Dur,
+    pub timeout: Dur,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LocalReplyConfig {

@@ -319,7 +319,14 @@ fn cluster(name: &str, reach: &Reach, http2: bool, max_response_headers: u32) ->
                     max_headers_count: Some(max_response_headers),
                 },
                 explicit_http_config: if http2 {
-                    ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions {})
+                    ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions {
+                        // A peer on another host can vanish without a word (a node lost, a link
+                        // cut): a request on its connection would wait forever. PINGs find out.
+                        connection_keepalive: dns.then(|| KeepaliveSettings {
+                            interval: Dur::secs(2),
+                            timeout: Dur::secs(1),
+                        }),
+                    })
                 } else {
                     ExplicitHttpConfig::HttpProtocolOptions {}
                 },
