@@ -57,6 +57,10 @@ const APP_KEYS: &[(&str, Use)] = &[
     ("daprHTTPPort", Use::Used),
     ("daprInternalGRPCPort", Use::Used),
     ("metricsPort", Use::Used),
+    // Dapr's keys for `dapr run -k`; `dapr-envoy kubernetes` reads them.
+    ("containerImage", Use::Used),
+    ("containerImagePullPolicy", Use::Used),
+    ("createService", Use::Ignored),
     ("daprGRPCPort", Use::Ignored),
     ("profilePort", Use::Ignored),
     ("unixDomainSocket", Use::Ignored),
@@ -156,6 +160,10 @@ pub struct AppPlan {
     /// The Resiliency policies that apply to this app's calls, by target app
     /// (from the YAML files in `resourcesPath` / `resourcesPaths`).
     pub resiliency: crate::resiliency::Policies,
+    /// The app's image in a pod (`containerImage`) and when to pull it
+    /// (`containerImagePullPolicy`: `Always`, `IfNotPresent` or `Never`).
+    pub image: Option<String>,
+    pub image_pull_policy: Option<String>,
 }
 
 impl AppPlan {
@@ -626,6 +634,27 @@ pub fn parse(
         warnings.extend(resiliency.notes.iter().cloned());
         let app_log = dest("appLogDestination", LogDest::FileAndConsole)?;
         let envoy_log = dest("daprdLogDestination", LogDest::File)?;
+        let image = text_of("containerImage")?;
+        if image
+            .as_deref()
+            .is_some_and(|i| i.trim().is_empty() || i.contains(char::is_whitespace))
+        {
+            return Err(err(
+                at("containerImage"),
+                &field("containerImage"),
+                "must be an image reference, like registry.example/checkout:1.0".into(),
+            ));
+        }
+        let image_pull_policy = text_of("containerImagePullPolicy")?;
+        if let Some(p) = &image_pull_policy {
+            if !["Always", "IfNotPresent", "Never"].contains(&p.as_str()) {
+                return Err(err(
+                    at("containerImagePullPolicy"),
+                    &field("containerImagePullPolicy"),
+                    format!("{p:?} is not one of Always, IfNotPresent, Never"),
+                ));
+            }
+        }
 
         read.push(Read {
             plan: AppPlan {
@@ -648,6 +677,8 @@ pub fn parse(
                 envoy_log,
                 access_control,
                 resiliency,
+                image,
+                image_pull_policy,
             },
             explicit,
             range,
@@ -1166,6 +1197,23 @@ apps:
             "dapr.yaml:6: apps[0].enableProfiling is a daprd setting with no effect on Envoy sidecars; ignored",
             "dapr.yaml:7: apps[0].daprGRPCPort is a daprd setting with no effect on Envoy sidecars; ignored",
         ]);
+    }
+
+    #[test]
+    fn kubernetes_keys_of_dapr_run_k_are_read() {
+        let text = "version: 1\napps:\n  - appID: a\n    appDirPath: checkout\n    command: [a]\n    containerImage: registry.example/a:1\n    containerImagePullPolicy: Always\n    createService: true\n";
+        let plan = parse_str(text, &mut fake()).unwrap();
+        let [a] = plan.apps.as_slice() else { panic!() };
+        assert_eq!(a.image.as_deref(), Some("registry.example/a:1"));
+        assert_eq!(a.image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(plan.warnings, [
+            "dapr.yaml:8: apps[0].createService is a daprd setting with no effect on Envoy sidecars; ignored",
+        ]);
+        let bad = text.replace("Always", "Sometimes");
+        assert_eq!(error(&bad), "dapr.yaml:7: apps[0].containerImagePullPolicy: \"Sometimes\" is not one of Always, IfNotPresent, Never");
+        let bad = text.replace("registry.example/a:1", "\"a b\"");
+        assert!(error(&bad)
+            .starts_with("dapr.yaml:6: apps[0].containerImage: must be an image reference"));
     }
 
     #[test]
