@@ -11,7 +11,7 @@ PY_REQS  := tests/requirements.txt samples/checkout/requirements.txt samples/ord
 .DEFAULT_GOAL := help
 RUNNER   := target/debug/dapr-envoy
 
-.PHONY: help setup wasm cli certs generate demo test unit integration lint validate clean
+.PHONY: help setup wasm cli certs generate demo test unit integration lint validate docker clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,7 +54,13 @@ validate: wasm certs ## `envoy --mode validate` on every shipped config (runs th
 	@for f in envoy/*.yaml; do $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "ok  $$f" || { echo "BAD $$f"; exit 1; }; done
 
 integration: wasm cli ## Integration tests: a real Envoy, the real .wasm, real upstreams on loopback
-	ENVOY_BIN=$${ENVOY_BIN:-$(ENVOY)} $(PYTHON) -m pytest tests -q
+	ENVOY_BIN=$${ENVOY_BIN:-$(ENVOY)} $(PYTHON) -m pytest tests -q -rs
+
+# The tests that need it run the same two scripts themselves (a second's work when nothing
+# changed); DAPR_ENVOY_SKIP_DOCKER=1 skips those tests, and says so.
+docker: setup ## A Docker engine, and local stand-ins for the images compose files name (tests/docker/)
+	tests/docker/engine.sh
+	PYTHON=$(PYTHON) tests/docker/images.sh
 
 test: setup lint unit validate integration ## Every test
 

@@ -12,7 +12,9 @@ use crate::acl::AccessControl;
 use crate::ids::{validate_name, Target};
 use crate::names::{APP_ID_HEADER, IDENTITY_HEADERS};
 pub use crate::names::{DEFAULT_CLUSTER_HEADER, DEFAULT_NAMESPACE};
-use crate::schema::{Apps, Inbound, Outbound, PluginConfig, RawPluginConfig, TargetApp};
+use crate::schema::{
+    AppChannel, Apps, Inbound, Outbound, PluginConfig, RawPluginConfig, TargetApp,
+};
 
 /// Header names that carry HTTP framing or that the filter reads itself: none of them may double
 /// as the cluster header (the identity headers are refused too).
@@ -110,6 +112,21 @@ pub struct Config {
     pub cluster_header: String,
     /// namespace → app id → app.
     apps: HashMap<String, HashMap<String, App>>,
+    /// Outbound: the API token every call must carry (`dapr-api-token`), when one is set.
+    pub api_token: Option<Vec<u8>>,
+    /// Outbound: the app's channel, for `GET /v1.0/metadata`.
+    pub app_channel: Option<AppChannel>,
+    /// Outbound: the largest request body accepted.
+    pub max_body_bytes: Option<u64>,
+}
+
+/// Where a configuration's environment variables are read from: the VM's environment in
+/// Envoy, a map in tests.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// No environment at all.
+pub fn no_env(_: &str) -> Option<String> {
+    None
 }
 
 impl Config {
@@ -123,6 +140,12 @@ impl Config {
     /// assert_eq!(c.cluster_header, "x-dapr-cluster");
     /// ```
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        Config::load(bytes, &no_env)
+    }
+
+    /// Parses and validates the plugin configuration, reading the environment variables it
+    /// names from `env`.
+    pub fn load(bytes: &[u8], env: Env<'_>) -> Result<Config, ConfigError> {
         // serde would also read a JSON array as the fields in order; only an object is a config.
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first.is_some_and(|b| *b != b'{') {
@@ -132,7 +155,7 @@ impl Config {
         }
         let raw: RawPluginConfig =
             serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(e.to_string()))?;
-        Config::try_from(PluginConfig::try_from(raw)?)
+        Config::build(PluginConfig::try_from(raw)?, env)
     }
 
     /// The app a target names, if this sidecar knows it. A bare id is looked up in the sidecar's
@@ -154,6 +177,11 @@ impl Config {
             PluginConfig::Outbound(o) => {
                 let namespace = own_namespace(&o.app_id, o.namespace.as_deref())?;
                 cluster_header(o.cluster_header.as_deref())?;
+                if let Some(name) = &o.api_token_env {
+                    validate_env_name(name).map_err(|e| ConfigError::field("api_token_env", e))?;
+                }
+                check_app_channel(o.app_channel.as_ref())?;
+                check_max_body(o.max_body_bytes)?;
                 check_apps(&o.apps, namespace).map(drop)
             }
             PluginConfig::Inbound(i) => {
@@ -237,6 +265,14 @@ impl TryFrom<PluginConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(config: PluginConfig) -> Result<Self, Self::Error> {
+        Config::build(config, &no_env)
+    }
+}
+
+impl Config {
+    /// Validates `config` and builds the lookup tables, reading the environment variables it
+    /// names from `env`.
+    pub fn build(config: PluginConfig, env: Env<'_>) -> Result<Config, ConfigError> {
         match config {
             PluginConfig::Inbound(Inbound {
                 app_id,
@@ -251,6 +287,9 @@ impl TryFrom<PluginConfig> for Config {
                     namespace,
                     cluster_header: DEFAULT_CLUSTER_HEADER.to_string(),
                     apps: HashMap::new(),
+                    api_token: None,
+                    app_channel: None,
+                    max_body_bytes: None,
                 })
             }
             PluginConfig::Outbound(Outbound {
@@ -258,9 +297,18 @@ impl TryFrom<PluginConfig> for Config {
                 namespace,
                 apps: raw_apps,
                 cluster_header: header,
+                api_token_env,
+                app_channel,
+                max_body_bytes,
             }) => {
                 let namespace = own_namespace(&app_id, namespace.as_deref())?.to_string();
                 let cluster_header = cluster_header(header.as_deref())?;
+                check_app_channel(app_channel.as_ref())?;
+                check_max_body(max_body_bytes)?;
+                let api_token = match &api_token_env {
+                    None => None,
+                    Some(name) => Some(api_token(name, env)?),
+                };
                 let per_namespace = check_apps(&raw_apps, &namespace)?;
                 // Build the lookup maps at their final size, moving the strings in.
                 let mut apps: HashMap<String, HashMap<String, App>> = per_namespace
@@ -294,10 +342,73 @@ impl TryFrom<PluginConfig> for Config {
                     namespace,
                     cluster_header,
                     apps,
+                    api_token,
+                    app_channel,
+                    max_body_bytes,
                 })
             }
         }
     }
+}
+
+/// The API token from the environment variable `name`. A sidecar told to check tokens but
+/// without one would let every call in: it fails closed instead.
+fn api_token(name: &str, env: Env<'_>) -> Result<Vec<u8>, ConfigError> {
+    validate_env_name(name).map_err(|e| ConfigError::field("api_token_env", e))?;
+    match env(name) {
+        Some(token) if !token.is_empty() => Ok(token.into_bytes()),
+        _ => Err(ConfigError::field(
+            "api_token_env",
+            format!(
+                "names {name:?}, which the VM's environment does not have or has empty \
+                 (list it in vm_config.environment_variables.host_env_keys)"
+            ),
+        )),
+    }
+}
+
+/// An environment variable's name: letters, digits and `_`, not starting with a digit.
+fn validate_env_name(name: &str) -> Result<(), String> {
+    let ok = name
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    if name.is_empty() || !ok {
+        return Err(format!("{name:?} is not an environment variable name"));
+    }
+    Ok(())
+}
+
+fn check_max_body(max: Option<u64>) -> Result<(), ConfigError> {
+    match max {
+        Some(0) => Err(ConfigError::field("max_body_bytes", "is 0")),
+        _ => Ok(()),
+    }
+}
+
+fn check_app_channel(channel: Option<&AppChannel>) -> Result<(), ConfigError> {
+    let Some(c) = channel else {
+        return Ok(());
+    };
+    if !["http", "https", "h2c", "grpc", "grpcs"].contains(&c.protocol.as_str()) {
+        return Err(ConfigError::field(
+            "app_channel.protocol",
+            format!("is {:?}; use http, https, h2c, grpc or grpcs", c.protocol),
+        ));
+    }
+    if c.channel_address.is_empty() {
+        return Err(ConfigError::field(
+            "app_channel.channel_address",
+            "is empty",
+        ));
+    }
+    if c.port == Some(0) {
+        return Err(ConfigError::field("app_channel.port", "is 0"));
+    }
+    if c.health.as_ref().is_some_and(|h| h.threshold == 0) {
+        return Err(ConfigError::field("app_channel.health.threshold", "is 0"));
+    }
+    Ok(())
 }
 
 fn policy_headers(

@@ -9,6 +9,9 @@ use serde::Serialize;
 /// Dapr's error code for every failure of direct service invocation.
 pub const ERR_DIRECT_INVOKE: &str = "ERR_DIRECT_INVOKE";
 
+/// Dapr's code when `/v1.0/healthz?appid=<id>` names another app than the sidecar's.
+pub const ERR_HEALTH_APPID_NOT_MATCH: &str = "ERR_HEALTH_APPID_NOT_MATCH";
+
 /// Dapr's message when neither the invoke URL nor the `dapr-app-id` header names an app.
 pub const MSG_NO_APP_ID: &str =
     "failed getting app id either from the URL path or the header dapr-app-id";
@@ -131,6 +134,38 @@ impl DaprError {
                     shorten(verb)
                 ),
             ),
+        }
+    }
+
+    /// `/v1.0/healthz?appid=<id>` asked whether this sidecar is another app's: 500, as Dapr.
+    pub fn health_appid_mismatch() -> Self {
+        DaprError {
+            status: 500,
+            code: ERR_HEALTH_APPID_NOT_MATCH,
+            message: "dapr app-id does not match".to_string(),
+        }
+    }
+
+    /// `PUT /v1.0/metadata/<key>`: daprd keeps the value in memory for `GET /v1.0/metadata`; this
+    /// sidecar keeps none (a proxy-wasm filter cannot read a request's body without passing it
+    /// on), and says so rather than pretending to.
+    pub fn metadata_not_kept() -> Self {
+        DaprError {
+            status: 501,
+            code: "ERR_METADATA_SET",
+            message: "this sidecar keeps no metadata attributes (PUT /v1.0/metadata/<key>)"
+                .to_string(),
+        }
+    }
+
+    /// The request body is larger than the sidecar's `maxBodySize`. Dapr fails the call with
+    /// "stream too large" (as a 500); it is the caller's request that is too big, so we answer
+    /// 413.
+    pub fn body_too_large(id: &str) -> Self {
+        DaprError {
+            status: 413,
+            code: ERR_DIRECT_INVOKE,
+            message: invoke_failed(&shorten(id), "stream too large"),
         }
     }
 

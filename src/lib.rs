@@ -12,6 +12,7 @@
 //! proxy-wasm contexts and the real `Host` (`filter::wasm`) exist in the `.wasm` build alone.
 
 pub mod acl;
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod filter;
@@ -20,6 +21,10 @@ pub mod inbound;
 pub mod names;
 pub mod route;
 pub mod schema;
+pub mod sidecar;
+
+/// The filter's name and version, as the sidecar reports it (`GET /v1.0/metadata`).
+pub const BUILD_NAME: &str = concat!("dapr-invoke ", env!("CARGO_PKG_VERSION"));
 
 /// The crate version and the commit it was built from, for the log line at VM start.
 pub const BUILD: &str = concat!(

@@ -13,7 +13,7 @@
 //!     app_id: "checkout".into(),
 //!     namespace: None,
 //!     apps: Apps(vec![("order-processor".into(), TargetApp::cluster("to-order-processor"))]),
-//!     cluster_header: None,
+//!     ..Outbound::default()
 //! });
 //! let json = serde_json::to_string(&config).unwrap();
 //! assert_eq!(json, r#"{"mode":"outbound","app_id":"checkout","apps":{"order-processor":{"cluster":"to-order-processor"}}}"#);
@@ -44,7 +44,7 @@ pub enum PluginConfig {
 }
 
 /// The outbound role's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Outbound {
     /// This sidecar's own app id: callees see it as `dapr-caller-app-id`.
     pub app_id: String,
@@ -56,6 +56,47 @@ pub struct Outbound {
     /// The request header the filter writes the cluster into (default `x-dapr-cluster`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_header: Option<String>,
+    /// The name of the VM environment variable holding the app's API token (Dapr's
+    /// `DAPR_API_TOKEN`). With one, every call but Dapr's health checks must carry the token in
+    /// `dapr-api-token`. The variable must reach the VM (`vm_config.environment_variables`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token_env: Option<String>,
+    /// What the sidecar says of its app in `GET /v1.0/metadata`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_channel: Option<AppChannel>,
+    /// The largest request body the sidecar accepts, in bytes (Dapr's `maxBodySize`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+}
+
+/// The app's channel, as Dapr's metadata API describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppChannel {
+    /// The app's port, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `http`, `https`, `h2c`, `grpc` or `grpcs`.
+    pub protocol: String,
+    /// The address the sidecar reaches the app at.
+    pub channel_address: String,
+    /// At most this many calls in flight to the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// The app's health check, when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<AppHealth>,
+}
+
+/// The app health check's settings, as Dapr shows them (durations as Go prints them: `5s`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppHealth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub interval: String,
+    pub timeout: String,
+    pub threshold: u32,
 }
 
 /// The inbound role's settings.
@@ -141,6 +182,12 @@ pub(crate) struct RawPluginConfig {
     cluster_header: Option<String>,
     #[serde(default, deserialize_with = "crate::acl::deserialize_optional")]
     access_control: Option<RawAccessControl>,
+    #[serde(default)]
+    api_token_env: Option<String>,
+    #[serde(default)]
+    app_channel: Option<AppChannel>,
+    #[serde(default)]
+    max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -178,6 +225,9 @@ impl TryFrom<RawPluginConfig> for PluginConfig {
                     namespace: raw.namespace,
                     apps,
                     cluster_header: raw.cluster_header,
+                    api_token_env: raw.api_token_env,
+                    app_channel: raw.app_channel,
+                    max_body_bytes: raw.max_body_bytes,
                 }))
             }
             RawMode::Inbound => {
@@ -188,8 +238,15 @@ impl TryFrom<RawPluginConfig> for PluginConfig {
                         "; an inbound sidecar delivers to its own app",
                     ));
                 }
-                if raw.cluster_header.is_some() {
-                    return Err(only("cluster_header", "outbound", ""));
+                for (field, set) in [
+                    ("cluster_header", raw.cluster_header.is_some()),
+                    ("api_token_env", raw.api_token_env.is_some()),
+                    ("app_channel", raw.app_channel.is_some()),
+                    ("max_body_bytes", raw.max_body_bytes.is_some()),
+                ] {
+                    if set {
+                        return Err(only(field, "outbound", ""));
+                    }
                 }
                 Ok(PluginConfig::Inbound(Inbound {
                     app_id: raw.app_id,
@@ -288,6 +345,20 @@ mod tests {
                 ),
             ]),
             cluster_header: Some("x-route".into()),
+            api_token_env: None,
+            app_channel: Some(AppChannel {
+                port: Some(6001),
+                protocol: "http".into(),
+                channel_address: "127.0.0.1".into(),
+                max_concurrency: Some(4),
+                health: Some(AppHealth {
+                    path: Some("/healthz".into()),
+                    interval: "5s".into(),
+                    timeout: "500ms".into(),
+                    threshold: 3,
+                }),
+            }),
+            max_body_bytes: Some(4 << 20),
         }));
         round_trip(&PluginConfig::Inbound(Inbound {
             app_id: "order-processor".into(),
@@ -348,7 +419,7 @@ mod tests {
                 ("b".into(), TargetApp::cluster("x")),
                 ("b.default".into(), TargetApp::cluster("y")),
             ]),
-            cluster_header: None,
+            ..Outbound::default()
         });
         let e = bad.check().unwrap_err().to_string();
         assert!(e.contains("and so does \"b\""), "{e}");

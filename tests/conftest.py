@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import docker_env  # noqa: E402
 import harness  # noqa: E402
 from harness import Envoy, Upstream  # noqa: E402
 
@@ -31,6 +32,8 @@ def pytest_runtest_makereport(item, call):
     if rep.when == "call" and rep.failed:
         for env in getattr(item, "_envoys", []):
             rep.sections.append((f"{env.name} log (tail)", env.log_tail(60)))
+        for project in getattr(item, "_compose_projects", []):
+            rep.sections.append((f"docker-compose logs of {project.name} (tail)", project.logs()))
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +100,31 @@ def sidecar(start_envoy, start_upstream) -> Sidecar:
             "payments-prod": start_upstream("payments")}
     cfg, port = checkout_sidecar_config(EXAMPLE_PLUGIN_CONFIG, apps)
     return Sidecar(start_envoy(cfg, "checkout-sidecar"), port, apps)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A Docker engine that answers, with the stand-in images built (tests/docker/). Skipped only
+    when DAPR_ENVOY_SKIP_DOCKER=1; an engine that cannot be started fails every test using it,
+    with the reason."""
+    if docker_env.skip_requested():
+        pytest.skip(f"{docker_env.SKIP_VARIABLE}=1: the tests on a real Docker engine did NOT run")
+    try:
+        docker_env.prepare()
+        return
+    except docker_env.EngineUnavailable as e:
+        reason = str(e)
+    pytest.fail(f"no usable Docker engine (set {docker_env.SKIP_VARIABLE}=1 to skip these tests on "
+                f"purpose):\n{reason}", pytrace=False)
+
+
+@pytest.fixture
+def compose(request, docker_engine):
+    """`compose(project_dir, compose_file, *args)` runs docker-compose under a project name unique
+    to this test. Afterwards the project is taken down (`down -v --remove-orphans`) and the test
+    fails if any container, network or volume of it is left."""
+    project = docker_env.ComposeProject()
+    request.node._compose_projects = [*getattr(request.node, "_compose_projects", []), project]
+    yield project
+    problems = project.down()
+    assert not problems, f"project {project.name} was not cleaned up: " + "; ".join(problems)

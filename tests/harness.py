@@ -49,10 +49,20 @@ def require_wasm() -> Path:
     return WASM
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on now. The socket is closed before Envoy or an app binds
+    the port, so another process could take it in between; but no two calls in this session
+    return the same port (the kernel may hand a just-closed port out again)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,9 +449,13 @@ def assert_nothing_left(marker: str):
 
 
 class Run:
-    """`dapr-envoy run -f` on a run file written into tmp_path, output captured."""
+    """`dapr-envoy run -f` on a run file written into tmp_path, output captured in files, or with
+    `pipe=True` both into one pipe, `proc.stdout` (as `dapr-envoy run ... 2>&1 | head` has it)."""
 
-    def __init__(self, tmp_path: Path, run_file: str, *args: str, cwd: Path | None = None):
+    started: list["Run"] = []  # every run, so that a test's leftovers can be stopped after it
+
+    def __init__(self, tmp_path: Path, run_file: str, *args: str, cwd: Path | None = None,
+                 pipe: bool = False):
         self.marker = f"DAPR_ENVOY_TEST_MARKER={uuid.uuid4()}"
         self.path = tmp_path / "dapr.yaml"
         self.path.write_text(textwrap.dedent(run_file))
@@ -451,7 +465,9 @@ class Run:
         self.out_path, self.err_path = tmp_path / "stdout", tmp_path / "stderr"
         self.proc = subprocess.Popen([str(RUNNER), "run", "-f", str(self.path), "--run-dir", str(tmp_path / "run"),
                                       *args], cwd=cwd or tmp_path, env=env,
-                                     stdout=open(self.out_path, "wb"), stderr=open(self.err_path, "wb"))
+                                     stdout=subprocess.PIPE if pipe else open(self.out_path, "wb"),
+                                     stderr=subprocess.STDOUT if pipe else open(self.err_path, "wb"))
+        Run.started.append(self)
 
     def wait(self, timeout=60) -> int:
         try:
@@ -459,6 +475,18 @@ class Run:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise
+
+    def stop(self) -> None:
+        """SIGTERM if still running (the runner stops what it started), SIGKILL if it hangs."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
 
     @property
     def out(self) -> str:

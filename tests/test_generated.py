@@ -14,7 +14,7 @@ GENERATE = harness.ROOT / "envoy" / "generate"
 def committed(path) -> bool:
     """What the generator writes that is not committed: the filter's ConfigMap (the filter this
     checkout built) and the certificate Secrets (from envoy/certs, made on each machine)."""
-    return not (path.name == "dapr-invoke-filter.yaml" or path.name.endswith("-tls.yaml"))
+    return not (path.name == "dapr-invoke-filter.yaml" or path.name.endswith("-secrets.yaml"))
 
 
 def generated_in(root):

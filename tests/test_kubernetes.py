@@ -86,9 +86,9 @@ def test_generating_again_gives_the_same_bytes(tmp_path):
 def test_secrets_are_readable_by_their_owner_only(made):
     for path in made.glob("*.yaml"):
         mode = stat.S_IMODE(path.stat().st_mode)
-        if path.name.endswith("-tls.yaml"):
+        if path.name.endswith("-secrets.yaml"):
             assert mode == 0o600, path
-            assert "PRIVATE KEY" in base64.b64decode(yaml.safe_load(path.read_text())["data"]["tls.key"]).decode()
+            assert "PRIVATE KEY" in base64.b64decode(next(yaml.safe_load_all(path.read_text()))["data"]["tls.key"]).decode()
         else:
             assert mode & 0o077 != 0o077 and "PRIVATE KEY" not in path.read_text(), path
 

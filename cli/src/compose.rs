@@ -117,12 +117,19 @@ fn sidecar_of(app: &AppPlan, paths: &Paths<'_>) -> Service {
     Service {
         image: format!("${{ENVOY_IMAGE:-envoyproxy/envoy:v{ENVOY_VERSION}}}"),
         command: vec!["sh".into(), "-c".into(), copy],
-        environment: BTreeMap::from([(
+        environment: std::iter::once((
             // The image's entrypoint would run the command as `envoy`; the command drops to
             // it itself once the key is in place.
             "ENVOY_UID".to_string(),
             "0".to_string(),
-        )]),
+        ))
+        // The tokens the config names by variable (from the run file's `env`).
+        .chain(
+            crate::envoy::sidecar_env(app)
+                .into_iter()
+                .map(|(k, v)| (k, literal(&v))),
+        )
+        .collect(),
         volumes: vec![
             format!(
                 "{}/{id}.yaml:{}/envoy.yaml:ro",
@@ -161,7 +168,11 @@ fn app_service(
         )
     })?;
     let (http, _, _) = Container::ports(app);
-    let mut env = app.app_env();
+    let mut env: BTreeMap<String, String> = app
+        .app_env()
+        .into_iter()
+        .map(|(k, v)| (k, literal(&v)))
+        .collect();
     env.insert("DAPR_HTTP_PORT".into(), http.to_string());
     let mut depends_on = BTreeMap::from([(
         sidecar.to_string(),
@@ -180,7 +191,7 @@ fn app_service(
             );
         }
     }
-    let command = if app.dir.join("requirements.txt").is_file() {
+    let command: Vec<String> = if app.dir.join("requirements.txt").is_file() {
         // A Python app brings its dependencies: install them first, as the quickstarts say to.
         let run = app
             .command
@@ -198,6 +209,7 @@ fn app_service(
     } else {
         app.command.clone()
     };
+    let command = command.iter().map(|c| literal(c)).collect();
     Ok(Service {
         image: format!("${{APP_IMAGE:-{DEFAULT_APP_IMAGE}}}"),
         network_mode: Some(format!("service:{sidecar}")),
@@ -254,6 +266,12 @@ fn normalize(p: &Path) -> std::path::PathBuf {
     out
 }
 
+/// A value as Compose must be given it to pass it on unchanged: Compose substitutes variables
+/// in `$...`, and `$$` is its escape for a `$`.
+fn literal(value: &str) -> String {
+    value.replace('$', "$$")
+}
+
 /// A word for `sh -c`: as is when it is plain, else in single quotes.
 fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
@@ -270,6 +288,12 @@ fn shell_quote(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dollars_reach_the_container_as_written() {
+        assert_eq!(literal("a$b ${C}"), "a$$b $${C}");
+        assert_eq!(literal("plain"), "plain");
+    }
 
     #[test]
     fn words_are_quoted_for_the_shell_only_when_needed() {

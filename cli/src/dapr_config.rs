@@ -1,53 +1,157 @@
 //! Dapr's `Configuration` resource (the file a run file's `configFilePath` names): the part the
-//! sidecars use is `spec.accessControl`, handed to the callee's filter as JSON. The filter's own
-//! parser validates it (unknown fields, actions, verbs, ...), so its rules live in one place.
+//! sidecars use is `spec.accessControl`, handed to the callee's filter, and its trust domain,
+//! the app's identity. The filter's own parser validates it (unknown fields, actions, verbs,
+//! ...), so its rules live in one place; the other `spec` sections Dapr knows are accepted with
+//! a warning, and a key Dapr does not know is an error.
 
 use std::path::Path;
 
 use dapr_invoke::acl::{AccessControl, RawAccessControl};
-use serde_norway::Value;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
 
-/// The `spec.accessControl` of a Dapr Configuration file, if it has one, checked by the filter's
-/// own rules; and a warning per `spec` section that has no effect here.
-pub fn access_control(path: &Path) -> Result<(Option<RawAccessControl>, Vec<String>), String> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    let doc: Value =
-        serde_norway::from_str(&text).map_err(|e| format!("{shown}: not valid YAML: {e}"))?;
-    let kind = doc.get("kind").and_then(Value::as_str);
-    if kind != Some("Configuration") {
-        return Err(format!(
-            "{shown}: expected a Dapr resource of kind Configuration, found {}",
-            kind.map_or("no kind".to_string(), |k| format!("kind {k}"))
+use crate::yaml::{self, line_of, FileError, Plain, Tree};
+
+/// What the sidecars take from a Configuration.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// `spec.accessControl`, checked by the filter's own rules.
+    pub access_control: Option<RawAccessControl>,
+    /// `spec.accessControl.trustDomain`, as the filter reads it (lowercased), when given.
+    pub trust_domain: Option<String>,
+    /// A line per `spec` section that has no effect here.
+    pub warnings: Vec<String>,
+}
+
+/// A `Configuration` as written, in Dapr's shape (`pkg/apis/configuration/v1alpha1`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Configuration {
+    #[allow(dead_code)]
+    api_version: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    kind: Plain,
+    #[allow(dead_code)]
+    metadata: Option<IgnoredAny>,
+    spec: Option<Spec>,
+}
+
+type Ignored = Option<Spanned<IgnoredAny>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Spec {
+    access_control: Option<Spanned<RawAccessControl>>,
+    http_pipeline: Ignored,
+    app_http_pipeline: Ignored,
+    tracing: Ignored,
+    metric: Ignored,
+    metrics: Ignored,
+    mtls: Ignored,
+    secrets: Ignored,
+    name_resolution: Ignored,
+    features: Ignored,
+    api: Ignored,
+    components: Ignored,
+    logging: Ignored,
+    wasm: Ignored,
+    workflow: Ignored,
+}
+
+/// Reads a Dapr Configuration file.
+pub fn load(path: &Path) -> Result<Config, FileError> {
+    let file = yaml::shown(path);
+    let text = yaml::read(path, "the Configuration")?;
+    let docs = yaml::documents::<Configuration>(&text, &file, "Configuration")?;
+    let doc = match docs.as_slice() {
+        [doc] => doc,
+        [] => {
+            return Err(FileError::new(
+                &file,
+                None,
+                "",
+                "is empty: expected a Dapr Configuration",
+            ))
+        }
+        [_, second, ..] => {
+            return Err(FileError::new(
+                &file,
+                second.line,
+                "",
+                "a second document: a Configuration file holds one",
+            ))
+        }
+    };
+    let Some(config) = &doc.value else {
+        return Err(FileError::new(
+            &file,
+            doc.line,
+            "kind",
+            format!(
+                "expected a Dapr resource of kind Configuration, found {}",
+                doc.kind
+                    .as_ref()
+                    .map_or("no kind".to_string(), |k| format!("kind {k}"))
+            ),
         ));
-    }
-    let Some(spec) = doc.get("spec") else {
-        return Ok((None, Vec::new()));
     };
-    let Value::Mapping(spec) = spec else {
-        return Err(format!("{shown}: spec must be a mapping"));
+    let mut out = Config::default();
+    let Some(spec) = &config.spec else {
+        return Ok(out);
     };
-    let mut warnings = Vec::new();
-    let mut acl = None;
-    for (key, value) in spec {
-        match key.as_str() {
-            Some("accessControl") => {
-                let json = serde_json::to_value(value)
-                    .map_err(|e| format!("{shown}: spec.accessControl: {e}"))?;
-                let raw: RawAccessControl = serde_json::from_value(json)
-                    .map_err(|e| format!("{shown}: spec.accessControl: {e}"))?;
-                AccessControl::try_from(raw.clone()).map_err(|e| {
-                    format!("{shown}: spec.accessControl.{}: {}", e.field, e.reason)
-                })?;
-                acl = Some(raw);
-            }
-            Some(other) => warnings.push(format!(
-                "{shown}: spec.{other} has no effect on Envoy sidecars; ignored"
-            )),
-            None => return Err(format!("{shown}: spec has a key that is not a string")),
+    for (name, section) in [
+        ("httpPipeline", &spec.http_pipeline),
+        ("appHttpPipeline", &spec.app_http_pipeline),
+        ("tracing", &spec.tracing),
+        ("metric", &spec.metric),
+        ("metrics", &spec.metrics),
+        ("mtls", &spec.mtls),
+        ("secrets", &spec.secrets),
+        ("nameResolution", &spec.name_resolution),
+        ("features", &spec.features),
+        ("api", &spec.api),
+        ("components", &spec.components),
+        ("logging", &spec.logging),
+        ("wasm", &spec.wasm),
+        ("workflow", &spec.workflow),
+    ] {
+        if let Some(section) = section {
+            let at = line_of(section).map_or(file.clone(), |l| format!("{file}:{l}"));
+            out.warnings.push(format!(
+                "{at}: spec.{name} has no effect on Envoy sidecars; ignored"
+            ));
         }
     }
-    Ok((acl, warnings))
+    if let Some(raw) = &spec.access_control {
+        AccessControl::try_from(raw.value.clone()).map_err(|e| {
+            let key = if e.field.is_empty() {
+                "spec.accessControl".to_string()
+            } else {
+                format!("spec.accessControl.{}", e.field)
+            };
+            FileError::new(&file, line_at(&text, &key).or(line_of(raw)), &key, e.reason)
+        })?;
+        // Valid (checked just above), and as the filter reads it: lower-case.
+        if let Some(td) = &raw.value.trust_domain {
+            out.trust_domain = Some(td.to_ascii_lowercase());
+        }
+        out.access_control = Some(raw.value.clone());
+    }
+    Ok(out)
+}
+
+/// The line of `path`, or of the nearest enclosing key that is written.
+fn line_at(text: &str, path: &str) -> Option<usize> {
+    let tree = Tree::of(text)?;
+    let mut p = path;
+    loop {
+        if let Some(line) = tree.line_at(p) {
+            return Some(line);
+        }
+        let cut = p.rfind(['.', '['])?;
+        p = p.get(..cut)?;
+    }
 }
 
 #[cfg(test)]
@@ -85,8 +189,8 @@ spec:
         action: allow
 ",
         );
-        let (acl, warnings) = access_control(&p).unwrap();
-        let acl = acl.unwrap();
+        let config = load(&p).unwrap();
+        let (acl, warnings) = (config.access_control.unwrap(), config.warnings);
         assert_eq!(acl.default_action.as_deref(), Some("deny"));
         assert_eq!(
             acl.policies[0].operations[0].http_verb,
@@ -99,10 +203,11 @@ spec:
     #[test]
     fn refuses_other_kinds_and_tolerates_no_spec() {
         let (_d, p) = write("kind: Resiliency\nspec: {}\n");
-        assert!(access_control(&p)
+        assert!(load(&p)
             .unwrap_err()
+            .to_string()
             .contains("found kind Resiliency"));
         let (_d, p) = write("kind: Configuration\n");
-        assert_eq!(access_control(&p).unwrap().0, None);
+        assert_eq!(load(&p).unwrap().access_control, None);
     }
 }

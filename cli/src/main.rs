@@ -11,6 +11,7 @@ mod locate;
 mod resiliency;
 mod runfile;
 mod supervise;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -138,6 +139,9 @@ enum Cmd {
         #[arg(long, value_name = "IMAGE", default_value_t = format!("envoyproxy/envoy:v{}", compose::ENVOY_VERSION))]
         envoy_image: String,
     },
+    /// Started by `run`: stops the run's processes if the runner dies without doing so
+    #[command(name = "guard", hide = true)]
+    Guard,
 }
 
 /// `APP_ID=IMAGE`.
@@ -156,7 +160,7 @@ fn main() -> ExitCode {
     match real_main(Cli::parse()) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(msg) => {
-            eprintln!("dapr-envoy: {msg}");
+            supervise::say(&msg);
             ExitCode::from(1)
         }
     }
@@ -170,6 +174,13 @@ fn run_file(path: &Path) -> PathBuf {
     }
 }
 
+/// `.dapr-envoy` beside the run file, as `run` uses it (`Plan::base_dir` is the run file's
+/// canonical parent); `None` if the run file cannot be found.
+fn default_run_dir(run_file: &Path) -> Option<PathBuf> {
+    let file = run_file.canonicalize().ok()?;
+    file.parent().map(|dir| dir.join(".dapr-envoy"))
+}
+
 fn load(path: &Path) -> Result<runfile::Plan, String> {
     load_with(path, &mut runfile::LocalPorts)
 }
@@ -178,7 +189,10 @@ fn load(path: &Path) -> Result<runfile::Plan, String> {
 fn load_with(path: &Path, ports: &mut dyn runfile::Ports) -> Result<runfile::Plan, String> {
     let plan = runfile::load(&run_file(path), ports).map_err(|e| e.to_string())?;
     for w in &plan.warnings {
-        eprintln!("dapr-envoy: warning: {w}");
+        supervise::say(&format!("warning: {w}"));
+    }
+    for n in &plan.notes {
+        eprintln!("dapr-envoy: note: {n}");
     }
     Ok(plan)
 }
@@ -193,16 +207,42 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             run_dir,
             app_port_timeout,
         } => {
-            let plan = load(&file)?;
+            // The run directory is taken first: a second run of the same file is told that
+            // another run has it, not that the ports the other run holds are in use.
+            let early_dir = run_dir.or_else(|| default_run_dir(&run_file(&file)));
+            let early_lock = match &early_dir {
+                Some(dir) => supervise::lock_run_dir(dir)?,
+                None => None, // the run file cannot be found: `load` says why
+            };
+            let mut plan = load(&file)?;
+            // As with `dapr run`, tokens in the runner's own environment are every app's and
+            // every sidecar's, unless the run file's `env` sets others.
+            for var in [envoy::API_TOKEN_ENV, envoy::APP_TOKEN_ENV] {
+                if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+                    for app in &mut plan.apps {
+                        app.env
+                            .entry(var.to_string())
+                            .or_insert_with(|| value.clone());
+                    }
+                }
+            }
             if let Some(id) = &exit_with {
                 if !plan.apps.iter().any(|a| &a.app_id == id) {
                     return Err(format!("--exit-with {id}: the run file has no app {id:?}"));
                 }
             }
+            let (run_dir, _lock) = match early_dir {
+                Some(dir) => (dir, early_lock),
+                None => {
+                    let dir = plan.base_dir.join(".dapr-envoy");
+                    let lock = supervise::lock_run_dir(&dir)?;
+                    (dir, lock)
+                }
+            };
             let opts = supervise::Options {
                 envoy: locate::envoy(envoy.as_deref())?,
                 wasm: locate::wasm(wasm.as_deref())?,
-                run_dir: run_dir.unwrap_or_else(|| plan.base_dir.join(".dapr-envoy")),
+                run_dir,
                 exit_with,
                 app_port_timeout: Duration::from_secs(app_port_timeout),
             };
@@ -214,9 +254,7 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             namespace,
             apps,
         } => {
-            for name in [&trust_domain, &namespace].into_iter().chain(&apps) {
-                dapr_invoke::ids::validate_name(name).map_err(|e| format!("{name:?} {e}"))?;
-            }
+            let trust_domain = check_certs_args(&trust_domain, &namespace, &apps)?;
             let ids: Vec<(&str, &str, &str)> = apps
                 .iter()
                 .map(|a| (trust_domain.as_str(), namespace.as_str(), a.as_str()))
@@ -298,11 +336,19 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             wasm,
             envoy_image,
         } => {
-            let plan = load_with(&file, &mut runfile::Sequential::default())?;
+            let mut plan = load_with(&file, &mut runfile::Sequential::default())?;
+            // The command line's identity wins for every app (names, certificates, configs).
+            for app in &mut plan.apps {
+                if let Some(ns) = &namespace {
+                    app.namespace = ns.clone();
+                }
+                if let Some(td) = &trust_domain {
+                    // As the filter reads a trust domain, and as `certs` takes it.
+                    app.trust_domain = td.to_ascii_lowercase();
+                }
+            }
             let layout = envoy::layout::Kubernetes {
                 address: envoy::layout::SidecarAddress::parse(&sidecar_address)?,
-                trust_domain,
-                namespace,
             };
             let mut by_app = std::collections::BTreeMap::new();
             for (id, image) in images {
@@ -337,10 +383,58 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             }
             Ok(0)
         }
+        Cmd::Guard => Ok(supervise::guard_main()),
     }
+}
+
+/// The `certs` command's names, checked by the rules the filter applies to them: a trust domain
+/// as SPIFFE writes one (lowercased, as the filter reads it), the namespace and app ids as Dapr
+/// ids. Returns the trust domain to use.
+fn check_certs_args(
+    trust_domain: &str,
+    namespace: &str,
+    apps: &[String],
+) -> Result<String, String> {
+    let td = trust_domain.to_ascii_lowercase();
+    dapr_invoke::acl::check_trust_domain(&td)
+        .map_err(|e| format!("--trust-domain {trust_domain:?} {e}"))?;
+    dapr_invoke::ids::validate_name(namespace)
+        .map_err(|e| format!("--namespace {namespace:?} {e}"))?;
+    for app in apps {
+        dapr_invoke::ids::validate_name(app).map_err(|e| format!("{app:?} {e}"))?;
+    }
+    Ok(td)
 }
 
 /// A path as the user gave it, for the headers of generated files.
 fn shown(path: &Path) -> String {
     path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certs_take_spiffe_trust_domains() {
+        let apps = ["checkout".to_string()];
+        assert_eq!(
+            check_certs_args("example.org", "default", &apps).unwrap(),
+            "example.org"
+        );
+        assert_eq!(
+            check_certs_args("Example.ORG", "default", &apps).unwrap(),
+            "example.org"
+        );
+        assert!(check_certs_args("a/b", "default", &apps)
+            .unwrap_err()
+            .starts_with("--trust-domain \"a/b\" has the character '/'"));
+        assert!(check_certs_args("", "default", &apps)
+            .unwrap_err()
+            .contains("is empty"));
+        assert!(check_certs_args("public", "a.b", &apps)
+            .unwrap_err()
+            .starts_with("--namespace \"a.b\""));
+        assert!(check_certs_args("public", "default", &["a.b".to_string()]).is_err());
+    }
 }

@@ -5,18 +5,30 @@
 //! SIGTERM to the group, a grace period, then SIGKILL to the group. The run ends (and stops all)
 //! on Ctrl-C, SIGTERM or SIGHUP, when an Envoy exits, when an app fails, when the `--exit-with`
 //! app exits, or when every app has exited.
+//!
+//! A runner killed with SIGKILL cannot stop anything, so a guard does it: a small process (this
+//! binary again, `dapr-envoy guard`) in a process group of its own that ignores SIGINT, SIGTERM
+//! and SIGHUP. The runner tells it every process group it starts, over a pipe. When the pipe
+//! ends without the runner's `done` (the runner is gone, however it died), the guard stops every
+//! group it was told about the way the runner would have, then exits. The kernel's parent-death
+//! signal (`PR_SET_PDEATHSIG`) was the other candidate; it needs `pre_exec` (unsafe code), is
+//! Linux only, fires when the spawning *thread* exits, and reaches only the direct child, not
+//! what an app started (`sh -c "worker &"`); a process group reaches them all.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -28,6 +40,14 @@ use crate::{certs, envoy};
 const TICK: Duration = Duration::from_millis(50);
 const GRACE: Duration = Duration::from_secs(5);
 const ENVOY_READY: Duration = Duration::from_secs(60);
+/// How long the output of stopped processes may take to reach the console and the logs. Only
+/// a process that left its group (and holds the pipe) makes the copying outlast this.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+/// The hidden subcommand that runs the guard.
+pub const GUARD_COMMAND: &str = "guard";
+/// What the runner tells the guard once it has stopped everything itself.
+const GUARD_DONE: &str = "done";
 
 pub struct Options {
     pub envoy: PathBuf,
@@ -65,6 +85,9 @@ struct Runner<'a> {
     procs: Vec<Proc>,
     signals: Receiver<i32>,
     out: Arc<Mutex<std::io::Stdout>>,
+    /// The threads copying the children's output.
+    pumps: Vec<JoinHandle<()>>,
+    guard: Option<Guard>,
 }
 
 /// Makes the mesh's CA and one certificate per app in `dir/certs`, then writes the sidecar
@@ -114,15 +137,31 @@ pub fn run(plan: &Plan, opts: &Options) -> Result<i32, String> {
         plan.apps.len(),
         opts.run_dir.display()
     ));
+    let guard = match Guard::start() {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            say(&format!(
+                "warning: {e}: if dapr-envoy is killed with SIGKILL, its apps and sidecars will \
+                 outlive it"
+            ));
+            None
+        }
+    };
     let mut runner = Runner {
         plan,
         opts,
         procs: Vec::new(),
         signals,
         out: Arc::new(Mutex::new(std::io::stdout())),
+        pumps: Vec::new(),
+        guard,
     };
     let end = runner.start_and_watch(&configs, &logs);
     runner.stop_all();
+    if let Some(guard) = runner.guard.take() {
+        guard.release();
+    }
+    runner.finish_output();
     Ok(match end {
         End::Signal(sig) => {
             say(&format!(
@@ -141,8 +180,60 @@ pub fn run(plan: &Plan, opts: &Options) -> Result<i32, String> {
     })
 }
 
-fn say(msg: &str) {
-    eprintln!("dapr-envoy: {msg}");
+/// A message of the runner, on stderr. A write error is dropped: with `dapr-envoy run | head`,
+/// stderr can be a pipe nobody reads any more, and the run must still go on and stop cleanly
+/// (`eprintln!` would panic there, ending the runner with its apps and sidecars left running).
+pub fn say(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "dapr-envoy: {msg}");
+}
+
+/// The lock on a run directory, held for the whole run; the kernel releases it when the
+/// process ends, however it ends.
+pub type RunDirLock = Flock<File>;
+
+/// Takes the run directory for this run: a second run on the same directory would rewrite the
+/// first one's CA, keys, configs and logs under it. The lock is an OS file lock on `DIR/lock`,
+/// which holds the pid of the run that has it. `Ok(None)`: the file system cannot lock (the
+/// run goes on, unguarded, with a warning).
+pub fn lock_run_dir(dir: &Path) -> Result<Option<RunDirLock>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false) // not before the lock: it holds the other run's pid
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            let _ = lock
+                .set_len(0)
+                .and_then(|()| writeln!(lock, "{}", std::process::id()));
+            Ok(Some(lock))
+        }
+        Err((mut file, Errno::EWOULDBLOCK)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let who = match pid.trim().parse::<u32>() {
+                Ok(pid) => format!("pid {pid}"),
+                Err(_) => "pid not known yet".to_string(),
+            };
+            Err(format!(
+                "{} is in use by another dapr-envoy run ({who}); stop that run, or give this \
+                 one another --run-dir",
+                dir.display()
+            ))
+        }
+        Err((_, e)) => {
+            say(&format!(
+                "warning: cannot lock {}: {e}; nothing stops a second run from using {} too",
+                path.display(),
+                dir.display()
+            ));
+            Ok(None)
+        }
+    }
 }
 
 impl Runner<'_> {
@@ -153,7 +244,7 @@ impl Runner<'_> {
             }
         }
         for app in &self.plan.apps {
-            if let Some(end) = self.wait_until(|| envoy_ready(app.admin_port), ENVOY_READY) {
+            if let Some(end) = self.wait_until(|_| envoy_ready(app.admin_port), ENVOY_READY) {
                 return end.unwrap_or_else(|| {
                     End::Failed(format!(
                         "the sidecar of {:?} did not become ready in {}s (log: {})",
@@ -186,8 +277,25 @@ impl Runner<'_> {
                 continue;
             };
             let Some(port) = app.app_port else { continue };
-            match self.wait_until(|| port_open(port), self.opts.app_port_timeout) {
-                None => {}
+            // An app that exits without opening its port will not open it: stop waiting.
+            let mut exited = None;
+            let open_or_exited = |r: &Self| {
+                port_open(port) || {
+                    exited = r.app_status(i);
+                    exited.is_some()
+                }
+            };
+            match self.wait_until(open_or_exited, self.opts.app_port_timeout) {
+                None => {
+                    if let Some(status) = exited {
+                        say(&format!(
+                            "app {:?} exited ({}) before opening its port {port}; starting the \
+                             others",
+                            app.app_id,
+                            describe(status)
+                        ));
+                    }
+                }
                 Some(Some(end)) => return end,
                 Some(None) => say(&format!(
                     "app {:?} has not opened port {port} after {}s; starting the others anyway",
@@ -201,7 +309,7 @@ impl Runner<'_> {
                 return End::Failed(why);
             }
         }
-        match self.wait_until(|| false, Duration::MAX) {
+        match self.wait_until(|_| false, Duration::MAX) {
             Some(Some(end)) => end,
             _ => End::Failed("supervision ended unexpectedly".into()),
         }
@@ -211,7 +319,7 @@ impl Runner<'_> {
     /// passes (Some(None)).
     fn wait_until(
         &mut self,
-        mut ready: impl FnMut() -> bool,
+        mut ready: impl FnMut(&Self) -> bool,
         timeout: Duration,
     ) -> Option<Option<End>> {
         let start = Instant::now();
@@ -219,7 +327,7 @@ impl Runner<'_> {
             if let Some(end) = self.check() {
                 return Some(Some(end));
             }
-            if ready() {
+            if ready(self) {
                 return None;
             }
             if start.elapsed() >= timeout {
@@ -231,6 +339,14 @@ impl Runner<'_> {
                 Err(RecvTimeoutError::Disconnected) => thread::sleep(TICK),
             }
         }
+    }
+
+    /// How app `i` exited, once it has (as seen by the last `check`).
+    fn app_status(&self, i: usize) -> Option<ExitStatus> {
+        self.procs
+            .iter()
+            .find(|p| p.kind == Kind::App && p.app == i)
+            .and_then(|p| p.done)
     }
 
     /// Looks at exited children and decides whether the run ends.
@@ -294,6 +410,8 @@ impl Runner<'_> {
                 "--log-level",
                 app.envoy_log_level,
             ])
+            // The tokens the config names by variable, never by value.
+            .envs(envoy::sidecar_env(app))
             .current_dir(&self.plan.base_dir);
         let prefix = format!("== ENVOY - {} == ", app.app_id);
         let child = self
@@ -353,7 +471,7 @@ impl Runner<'_> {
     }
 
     fn spawn(
-        &self,
+        &mut self,
         mut cmd: Command,
         prefix: &str,
         dest: LogDest,
@@ -364,6 +482,9 @@ impl Runner<'_> {
             .stderr(Stdio::piped())
             .process_group(0);
         let mut child = cmd.spawn()?;
+        if let Some(guard) = &mut self.guard {
+            guard.watch(child.id());
+        }
         let file = if dest.file() {
             Some(Arc::new(Mutex::new(File::create(log)?)))
         } else {
@@ -371,12 +492,29 @@ impl Runner<'_> {
         };
         let console = dest.console().then(|| Arc::clone(&self.out));
         if let Some(s) = child.stdout.take() {
-            pump(s, prefix.to_string(), console.clone(), file.clone());
+            let t = pump(s, prefix.to_string(), console.clone(), file.clone());
+            self.pumps.push(t);
         }
         if let Some(s) = child.stderr.take() {
-            pump(s, prefix.to_string(), console, file);
+            let t = pump(s, prefix.to_string(), console, file);
+            self.pumps.push(t);
         }
         Ok(child)
+    }
+
+    /// Waits (at most OUTPUT_DRAIN) for the last lines of the stopped processes to be copied:
+    /// when an app exits, its pipes can still hold 64 KiB each that exit would lose.
+    fn finish_output(&mut self) {
+        let start = Instant::now();
+        while self.pumps.iter().any(|t| !t.is_finished()) && start.elapsed() < OUTPUT_DRAIN {
+            thread::sleep(Duration::from_millis(10));
+        }
+        for t in self.pumps.drain(..).filter(|t| t.is_finished()) {
+            let _ = t.join();
+        }
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.flush();
+        }
     }
 
     /// SIGTERM to every group, a grace period, then SIGKILL to every group (which also reaches
@@ -417,10 +555,111 @@ impl Runner<'_> {
                 p.done = Some(status);
             }
         }
-        if let Ok(mut out) = self.out.lock() {
-            let _ = out.flush();
+    }
+}
+
+/// The runner's side of the guard (see the module docs).
+struct Guard {
+    child: Child,
+    /// The pipe to the guard; `None` once the guard is gone.
+    tell: Option<ChildStdin>,
+}
+
+impl Guard {
+    fn start() -> Result<Guard, String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot start the guard process: {e}"))?;
+        let mut child = Command::new(&exe)
+            .arg(GUARD_COMMAND)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start the guard process ({}): {e}", exe.display()))?;
+        let tell = child.stdin.take();
+        Ok(Guard { child, tell })
+    }
+
+    /// Tells the guard about one more process group.
+    fn watch(&mut self, pgid: u32) {
+        let Some(pipe) = &mut self.tell else { return };
+        // One write per line: a runner killed half-way still leaves a whole number to read.
+        if pipe.write_all(format!("{pgid}\n").as_bytes()).is_err() {
+            say(
+                "warning: the guard process is gone: if dapr-envoy is killed with SIGKILL, its \
+                 apps and sidecars will outlive it",
+            );
+            self.tell = None;
         }
     }
+
+    /// The run has stopped every group itself: the guard leaves without signalling any.
+    fn release(mut self) {
+        if let Some(mut pipe) = self.tell.take() {
+            let _ = pipe.write_all(format!("{GUARD_DONE}\n").as_bytes());
+        }
+        let start = Instant::now();
+        while start.elapsed() < GRACE {
+            match self.child.try_wait() {
+                Ok(None) => thread::sleep(TICK),
+                _ => return,
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `dapr-envoy guard`: started by `run`, never by hand. Returns once the runner is gone.
+pub fn guard_main() -> i32 {
+    // Ctrl-C in a terminal, a SIGTERM to every process of a service, a hang-up: the runner
+    // handles these and then releases the guard; the guard must outlive the runner to be of use.
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        let _ = signal_hook::flag::register(sig, Arc::new(AtomicBool::new(false)));
+    }
+    let stopped = guard(std::io::stdin().lock(), GRACE);
+    if stopped > 0 {
+        say(&format!(
+            "the runner is gone; stopped the {stopped} process group(s) it had started"
+        ));
+    }
+    0
+}
+
+/// Reads process-group ids, one a line, until `done` (the runner stopped them itself) or the
+/// end of the input (the runner is gone, however it died); then stops every group it read, as
+/// the runner would have. Returns how many groups it had to stop.
+fn guard(input: impl BufRead, grace: Duration) -> usize {
+    let mut groups = Vec::new();
+    for line in input.lines() {
+        let Ok(line) = line else { break };
+        if line == GUARD_DONE {
+            return 0;
+        }
+        groups.extend(process_group(&line));
+    }
+    // Apps first, then their sidecars: the reverse of the start order.
+    for g in groups.iter().rev() {
+        let _ = killpg(*g, Signal::SIGTERM);
+    }
+    let start = Instant::now();
+    while start.elapsed() < grace && groups.iter().any(|g| killpg(*g, None).is_ok()) {
+        thread::sleep(TICK);
+    }
+    for g in &groups {
+        let _ = killpg(*g, Signal::SIGKILL);
+    }
+    groups.len()
+}
+
+/// A process-group id the runner sent. 0 and 1 are refused: `killpg(0)` is the guard's own
+/// group and `killpg(1)` is every process it may signal.
+fn process_group(line: &str) -> Option<Pid> {
+    line.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|id| *id > 1)
+        .map(Pid::from_raw)
 }
 
 fn envoy_log(logs: &Path, app: &AppPlan) -> PathBuf {
@@ -435,13 +674,15 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
-/// Copies a child's output line by line, prefixed, to the console and/or a log file.
+/// Copies a child's output line by line, prefixed, to the console and/or a log file, until
+/// the end of the stream. Write errors are dropped: a closed console must not stop the copying
+/// (the child would block on a full pipe), nor the log.
 fn pump(
     stream: impl Read + Send + 'static,
     prefix: String,
     console: Option<Arc<Mutex<std::io::Stdout>>>,
     file: Option<Arc<Mutex<File>>>,
-) {
+) -> JoinHandle<()> {
     thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut buf = Vec::new();
@@ -465,7 +706,7 @@ fn pump(
                 }
             }
         }
-    });
+    })
 }
 
 fn port_open(port: u16) -> bool {
@@ -492,4 +733,126 @@ fn envoy_ready(admin_port: u16) -> bool {
     }
     let mut head = [0u8; 12];
     s.read_exact(&mut head).is_ok() && head.ends_with(b"200")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn a_run_directory_is_taken_by_one_run_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        let first = lock_run_dir(&dir).unwrap().expect("the file system locks");
+        // flock locks belong to the open file, so a second open in this process is refused too.
+        let err = lock_run_dir(&dir).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "{} is in use by another dapr-envoy run (pid {}); stop that run, or give this \
+                 one another --run-dir",
+                dir.display(),
+                std::process::id()
+            )
+        );
+        drop(first);
+        assert!(lock_run_dir(&dir).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_runner_starts_its_guard_with_a_command_the_cli_knows() {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from(["dapr-envoy", GUARD_COMMAND]).unwrap();
+        assert!(matches!(cli.command, crate::Cmd::Guard));
+    }
+
+    #[test]
+    fn the_guard_takes_only_real_process_groups() {
+        assert_eq!(process_group("4242"), Some(Pid::from_raw(4242)));
+        assert_eq!(process_group(" 77 "), Some(Pid::from_raw(77)));
+        // killpg(0) would be the guard's own group, killpg(1) every process it may signal.
+        for bad in ["0", "1", "-1", "-4242", "", "done!", "12x", "99999999999"] {
+            assert_eq!(process_group(bad), None, "{bad:?}");
+        }
+    }
+
+    /// `sh` in a process group of its own, with a child in the background; returns the shell
+    /// and the pid of its child.
+    fn group_with_child(script: &str) -> (Child, u32) {
+        let mut sh = Command::new("sh")
+            .args(["-c", &format!("{script} & echo $!; wait")])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(sh.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        (sh, line.trim().parse().unwrap())
+    }
+
+    /// Gone, or a zombie waiting for init to reap it.
+    fn is_gone(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')').next().unwrap().trim().starts_with('Z')
+        })
+    }
+
+    fn wait_gone(sh: &mut Child, grandchild: u32) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = sh.try_wait().unwrap() {
+                while !is_gone(grandchild) {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(5),
+                        "child {grandchild} lives"
+                    );
+                    thread::sleep(TICK);
+                }
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                let _ = killpg(Pid::from_raw(sh.id() as i32), Signal::SIGKILL);
+                panic!("the group was not stopped");
+            }
+            thread::sleep(TICK);
+        }
+    }
+
+    #[test]
+    fn when_the_runner_is_gone_the_guard_stops_each_group_and_its_children() {
+        let (mut sh, child) = group_with_child("sleep 300");
+        let told = format!("{}\n", sh.id());
+        // The shell stays a zombie of this test until it is waited for, so the group never
+        // empties here: a short grace.
+        assert_eq!(guard(Cursor::new(told), Duration::from_secs(1)), 1);
+        assert_eq!(wait_gone(&mut sh, child).signal(), Some(SIGTERM));
+    }
+
+    #[test]
+    fn a_group_that_ignores_sigterm_gets_sigkill_after_the_grace_period() {
+        let (mut sh, child) = group_with_child("trap '' TERM; sleep 300");
+        // The runner was killed half-way through a line: the number still counts.
+        let told = format!("{}", sh.id());
+        let start = Instant::now();
+        assert_eq!(guard(Cursor::new(told), Duration::from_millis(300)), 1);
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert_eq!(
+            wait_gone(&mut sh, child).signal(),
+            Some(Signal::SIGKILL as i32)
+        );
+    }
+
+    #[test]
+    fn after_the_runners_done_the_guard_leaves_every_group_alone() {
+        let (mut sh, child) = group_with_child("sleep 300");
+        let told = format!("{}\n{GUARD_DONE}\n", sh.id());
+        assert_eq!(guard(Cursor::new(told), Duration::from_secs(1)), 0);
+        thread::sleep(Duration::from_millis(200));
+        assert!(sh.try_wait().unwrap().is_none());
+        killpg(Pid::from_raw(sh.id() as i32), Signal::SIGKILL).unwrap();
+        wait_gone(&mut sh, child);
+    }
 }

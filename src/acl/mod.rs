@@ -34,7 +34,7 @@ mod validate;
 
 pub use path::normalize_operation;
 pub use raw::{deserialize_optional, RawAccessControl, RawOperation, RawPolicy};
-pub use spiffe::{parse_spiffe_id, Caller};
+pub use spiffe::{check_trust_domain, parse_spiffe_id, Caller};
 
 use pattern::{matches, verb_bit, Operation};
 use raw::Object;

@@ -41,7 +41,7 @@ pub fn parse_spiffe_id(uri: &str) -> Option<Caller<'_>> {
     })
 }
 
-pub(super) fn check_trust_domain(td: &str) -> Result<(), String> {
+pub fn check_trust_domain(td: &str) -> Result<(), String> {
     if td.is_empty() {
         return Err("is empty".into());
     }

@@ -68,7 +68,8 @@ impl FakeHost {
         self
     }
 
-    /// Makes one host call fail: `get <header>`, `set <header>`, `property <a.b>` or `reply`.
+    /// Makes one host call fail: `get <header>`, `set <header>`, `remove <header>`,
+    /// `property <a.b>` or `reply`.
     pub fn failing(mut self, call: &str) -> Self {
         self.failing.push(call.to_string());
         self
@@ -131,6 +132,12 @@ impl Host for FakeHost {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone()))
+    }
+
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        self.call(&format!("remove {name}"))?;
+        self.headers.borrow_mut().retain(|(n, _)| n != name);
+        Ok(())
     }
 
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {

@@ -14,7 +14,8 @@ use log::Level;
 use crate::config::{Config, Mode};
 use crate::error::DaprError;
 use crate::inbound;
-use crate::route::{self, Decision, Request};
+use crate::route::{self, Decision, Forward, Reply};
+use crate::sidecar;
 
 #[cfg(test)]
 mod fake;
@@ -23,7 +24,7 @@ mod wasm;
 
 // Headers a sidecar sets for the callee; whatever the app sent under these names is replaced.
 use crate::names::{
-    APP_ID_HEADER, CALLEE_APP_ID_HEADER as CALLEE_APP_ID, CALLER_APP_ID_HEADER as CALLER_APP_ID,
+    CALLEE_APP_ID_HEADER as CALLEE_APP_ID, CALLER_APP_ID_HEADER as CALLER_APP_ID,
     CALLER_NAMESPACE_HEADER as CALLER_NAMESPACE,
 };
 /// Envoy's property with the URI SANs of the verified client certificate, comma-separated.
@@ -52,6 +53,8 @@ pub trait Host {
     fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// Sets a request header, replacing every value it had.
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    /// Removes a request header, every value of it.
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError>;
     /// A property of the stream or its connection, as bytes.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     /// Answers the request here; it is not forwarded.
@@ -65,7 +68,8 @@ pub trait Host {
     fn log(&self, level: Level, message: fmt::Arguments<'_>);
 }
 
-/// What Envoy does with the request once the filter is done with its headers.
+/// What Envoy does with the request once the filter is done with its headers or a piece of its
+/// body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     /// Go on to the router, with the headers as the filter left them.
@@ -74,15 +78,50 @@ pub enum Next {
     Stop,
 }
 
-/// Handles a request's headers. `config` is `None` until a plugin configuration was accepted.
-pub fn on_request_headers<H: Host>(host: &H, context_id: u32, config: Option<&Config>) -> Next {
+/// What the filter still has to do with a request's body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Body {
+    /// Nothing: the body passes untouched.
+    #[default]
+    Untouched,
+    /// A call to `app` without a `content-length`: at most `left` more bytes may pass.
+    Limited { left: u64, app: String },
+}
+
+/// Handles a request's headers. `config` is `None` until a plugin configuration was accepted;
+/// `body` says what the filter must still do with the body.
+pub fn on_request_headers<H: Host>(
+    host: &H,
+    context_id: u32,
+    config: Option<&Config>,
+    body: &mut Body,
+) -> Next {
     let stream = Stream { host, context_id };
     let Some(config) = config else {
         return stream.reject(&DaprError::not_ready("the filter has no configuration"));
     };
     match config.mode {
-        Mode::Outbound => stream.outbound(config),
+        Mode::Outbound => stream.outbound(config, body),
         Mode::Inbound => stream.inbound(config),
+    }
+}
+
+/// Handles a piece of a forwarded request's body: `size` bytes of it.
+pub fn on_request_body<H: Host>(host: &H, context_id: u32, body: &mut Body, size: usize) -> Next {
+    let Body::Limited { left, app } = body else {
+        return Next::Continue;
+    };
+    match left.checked_sub(size as u64) {
+        Some(rest) => {
+            *left = rest;
+            Next::Continue
+        }
+        None => {
+            // The head of the body went on already: the reply resets the call upstream.
+            let e = DaprError::body_too_large(app);
+            *body = Body::Untouched;
+            Stream { host, context_id }.reject(&e)
+        }
     }
 }
 
@@ -110,7 +149,7 @@ struct Stream<'h, H> {
 }
 
 impl<H: Host> Stream<'_, H> {
-    fn outbound(&self, config: &Config) -> Next {
+    fn outbound(&self, config: &Config, body: &mut Body) -> Next {
         let path = match self.host.request_header(":path") {
             Ok(path) => path.unwrap_or_default(),
             Err(e) => return self.host_failure("read :path", &e),
@@ -118,34 +157,68 @@ impl<H: Host> Stream<'_, H> {
         let Ok(path) = std::str::from_utf8(&path) else {
             return self.reject(&DaprError::bad_invoke_url("the path is not valid UTF-8"));
         };
-        // Every host call costs: read dapr-app-id only when it can change the decision.
-        let app_id = if route::uses_app_id_header(path) {
-            match self.host.request_header(APP_ID_HEADER) {
-                Ok(app_id) => app_id,
-                Err(e) => return self.host_failure("read dapr-app-id", &e),
+        // The decision reads the headers it needs, and no more: each read is a host call.
+        let mut failed = None;
+        let decision = route::decide(config, path, |name| {
+            self.host
+                .request_header(name)
+                .inspect_err(|_| failed = Some(name.to_string()))
+        });
+        let decision = match decision {
+            Ok(d) => d,
+            Err(e) => {
+                let what = format!("read {}", failed.as_deref().unwrap_or("a header"));
+                return self.host_failure(&what, &e);
             }
-        } else {
-            None
         };
-        let request = Request {
-            path,
-            app_id_header: app_id.as_deref(),
-        };
-        match route::decide(config, &request) {
-            Decision::Forward { app, path } => {
-                let writes = [
-                    (config.cluster_header.as_str(), app.cluster.as_str()),
-                    (CALLER_APP_ID, config.app_id.as_str()),
-                    (CALLER_NAMESPACE, config.namespace.as_str()),
-                    (CALLEE_APP_ID, app.app_id.as_str()),
-                ];
-                let rewrite = path.as_deref().map(|path| (":path", path));
-                let policy = app.policy_headers.iter().map(|(n, v)| (*n, v.as_str()));
-                self.write_all(writes.into_iter().chain(rewrite).chain(policy))
-            }
-            Decision::Healthy => self.respond(204, &[], None),
-            Decision::Reject(e) => self.reject(&e),
+        match decision {
+            Decision::Forward(forward) => self.forward(config, &forward, body),
+            Decision::Reply(reply) => self.respond(&reply),
+            Decision::Metadata => self.respond(&Reply {
+                status: 200,
+                content_type: Some("application/json"),
+                body: sidecar::metadata_json(config).into_bytes(),
+            }),
         }
+    }
+
+    fn forward(&self, config: &Config, forward: &Forward<'_>, body: &mut Body) -> Next {
+        let app = forward.app;
+        if let Some(max) = config.max_body_bytes {
+            match self.host.request_header("content-length") {
+                Ok(Some(len)) => {
+                    let len = std::str::from_utf8(&len)
+                        .ok()
+                        .and_then(|l| l.parse::<u64>().ok());
+                    // Envoy has checked the framing: a length is a number.
+                    if len.is_some_and(|l| l > max) {
+                        return self.reject(&DaprError::body_too_large(&app.app_id));
+                    }
+                }
+                // No length (chunked, or HTTP/2 without one): count the bytes as they pass.
+                Ok(None) => {
+                    *body = Body::Limited {
+                        left: max,
+                        app: app.app_id.clone(),
+                    }
+                }
+                Err(e) => return self.host_failure("read content-length", &e),
+            }
+        }
+        if forward.drop_authorization {
+            if let Err(e) = self.host.remove_request_header("authorization") {
+                return self.host_failure("remove authorization", &e);
+            }
+        }
+        let writes = [
+            (config.cluster_header.as_str(), app.cluster.as_str()),
+            (CALLER_APP_ID, config.app_id.as_str()),
+            (CALLER_NAMESPACE, config.namespace.as_str()),
+            (CALLEE_APP_ID, app.app_id.as_str()),
+        ];
+        let rewrite = forward.path.as_deref().map(|path| (":path", path));
+        let policy = app.policy_headers.iter().map(|(n, v)| (*n, v.as_str()));
+        self.write_all(writes.into_iter().chain(rewrite).chain(policy))
     }
 
     fn inbound(&self, config: &Config) -> Next {
@@ -223,16 +296,16 @@ impl<H: Host> Stream<'_, H> {
     }
 
     fn reject(&self, e: &DaprError) -> Next {
-        let body = e.body();
-        self.respond(
-            e.status,
-            &[("content-type", "application/json")],
-            Some(body.as_bytes()),
-        )
+        self.respond(&Reply::from(e.clone()))
     }
 
-    fn respond(&self, status: u32, headers: &[(&str, &str)], body: Option<&[u8]>) -> Next {
-        if let Err(e) = self.host.send_reply(status, headers, body) {
+    fn respond(&self, reply: &Reply) -> Next {
+        let headers: &[(&str, &str)] = match reply.content_type {
+            Some(ct) => &[("content-type", ct)],
+            None => &[],
+        };
+        let body = (!reply.body.is_empty()).then_some(reply.body.as_slice());
+        if let Err(e) = self.host.send_reply(reply.status, headers, body) {
             // The request stays stopped: it is not forwarded, whatever it carried.
             self.log(
                 Level::Error,

@@ -28,7 +28,7 @@ fn config(json: &str) -> Config {
 }
 
 fn handle(host: &FakeHost, json: &str) -> Next {
-    on_request_headers(host, 7, Some(&config(json)))
+    on_request_headers(host, 7, Some(&config(json)), &mut Body::Untouched)
 }
 
 /// The reply a user sees for a Dapr error: status, JSON content type, this exact body.
@@ -107,7 +107,127 @@ fn outbound_health_is_answered_here() {
             body: None
         }
     );
-    assert_eq!(host.host_calls(), 2);
+    // :path, :method (only GET is the health check), the reply.
+    assert_eq!(host.host_calls(), 3);
+}
+
+/// checkout's sidecar with an API token, its app's channel and a body limit.
+const GUARDED: &str = r#"{"app_id": "checkout", "api_token_env": "TOKEN", "max_body_bytes": 10,
+    "app_channel": {"protocol": "http", "channel_address": "127.0.0.1"},
+    "apps": {"order-processor": {"cluster": "order-processor"}}}"#;
+
+fn guarded() -> Config {
+    match Config::load(GUARDED.as_bytes(), &|n| {
+        (n == "TOKEN").then(|| "t0k".to_string())
+    }) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn run(host: &FakeHost, config: &Config, body: &mut Body) -> Next {
+    on_request_headers(host, 7, Some(config), body)
+}
+
+#[test]
+fn an_api_token_is_required_and_never_forwarded() {
+    let c = guarded();
+    let host = FakeHost::new()
+        .with_request("POST", "/orders")
+        .with_header("dapr-app-id", "order-processor");
+    assert_eq!(run(&host, &c, &mut Body::Untouched), Next::Stop);
+    let reply = host.reply();
+    assert_eq!(
+        (reply.status, reply.body_text()),
+        (401, "invalid api token\n")
+    );
+    assert_eq!(
+        reply.headers,
+        [(
+            "content-type".to_string(),
+            "text/plain; charset=utf-8".to_string()
+        )]
+    );
+    assert_untouched(&host, &["x-dapr-cluster"]);
+    let host = FakeHost::new()
+        .with_request("POST", "/orders")
+        .with_header("dapr-api-token", "t0k")
+        .with_header("dapr-app-id", "order-processor")
+        .with_header("content-length", "2");
+    assert_eq!(run(&host, &c, &mut Body::Untouched), Next::Continue);
+    assert_eq!(host.one("x-dapr-cluster"), "order-processor");
+}
+
+#[test]
+fn metadata_is_answered_here() {
+    let c = guarded();
+    let get = FakeHost::new()
+        .with_request("GET", "/v1.0/metadata")
+        .with_header("dapr-api-token", "t0k");
+    assert_eq!(run(&get, &c, &mut Body::Untouched), Next::Stop);
+    let reply = get.reply();
+    assert_eq!(reply.status, 200);
+    let v: serde_json::Value = serde_json::from_str(reply.body_text()).unwrap();
+    assert_eq!(v["id"], "checkout");
+    assert_eq!(v["appConnectionProperties"]["channelAddress"], "127.0.0.1");
+}
+
+#[test]
+fn the_basic_auth_form_removes_the_authorization_header() {
+    // base64("dapr-app-id:order-processor")
+    let host = FakeHost::new().with_request("GET", "/orders").with_header(
+        "authorization",
+        "Basic ZGFwci1hcHAtaWQ6b3JkZXItcHJvY2Vzc29y",
+    );
+    assert_eq!(handle(&host, OUTBOUND), Next::Continue);
+    assert_eq!(host.one("x-dapr-cluster"), "order-processor");
+    assert!(host.header("authorization").is_empty());
+    let failing = FakeHost::new()
+        .with_request("GET", "/orders")
+        .with_header(
+            "authorization",
+            "Basic ZGFwci1hcHAtaWQ6b3JkZXItcHJvY2Vzc29y",
+        )
+        .failing("remove authorization");
+    assert_eq!(handle(&failing, OUTBOUND), Next::Stop);
+    assert_json_reply(&failing.reply(), 500, NOT_READY);
+    assert_untouched(&failing, &["x-dapr-cluster"]);
+}
+
+#[test]
+fn bodies_over_the_limit_are_refused() {
+    let c = guarded();
+    let too_long = r#"{"errorCode":"ERR_DIRECT_INVOKE","message":"failed to invoke, id: order-processor, err: stream too large"}"#;
+    let with_length = |len: &str| {
+        FakeHost::new()
+            .with_request("POST", "/orders")
+            .with_header("dapr-api-token", "t0k")
+            .with_header("dapr-app-id", "order-processor")
+            .with_header("content-length", len)
+    };
+    let host = with_length("11");
+    assert_eq!(run(&host, &c, &mut Body::Untouched), Next::Stop);
+    assert_json_reply(&host.reply(), 413, too_long);
+    assert_untouched(&host, &["x-dapr-cluster"]);
+    let host = with_length("10");
+    let mut body = Body::Untouched;
+    assert_eq!(run(&host, &c, &mut body), Next::Continue);
+    assert_eq!(
+        body,
+        Body::Untouched,
+        "a length is enforced by Envoy's framing"
+    );
+    // Without a length the bytes are counted as they pass.
+    let host = FakeHost::new()
+        .with_request("POST", "/orders")
+        .with_header("dapr-api-token", "t0k")
+        .with_header("dapr-app-id", "order-processor");
+    let mut body = Body::Untouched;
+    assert_eq!(run(&host, &c, &mut body), Next::Continue);
+    assert_eq!(on_request_body(&host, 7, &mut body, 6), Next::Continue);
+    assert_eq!(on_request_body(&host, 7, &mut body, 4), Next::Continue);
+    assert_eq!(on_request_body(&host, 7, &mut body, 1), Next::Stop);
+    assert_json_reply(&host.reply(), 413, too_long);
 }
 
 /// A request's path and `dapr-app-id`, the status and the exact body it gets.
@@ -160,7 +280,10 @@ fn no_configuration_is_not_ready() {
     let host = FakeHost::new()
         .with_request("GET", "/orders")
         .with_header("dapr-app-id", "order-processor");
-    assert_eq!(on_request_headers(&host, 1, None), Next::Stop);
+    assert_eq!(
+        on_request_headers(&host, 1, None, &mut Body::Untouched),
+        Next::Stop
+    );
     assert_json_reply(
         &host.reply(),
         500,

@@ -15,7 +15,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
-use super::{Host, HostError, Next};
+use super::{Body, Host, HostError, Next};
 use crate::config::Config;
 
 /// A gauge of the VM's linear memory, in bytes (Envoy shows it as `wasmcustom.dapr_invoke.vm_memory_bytes`).
@@ -25,7 +25,12 @@ proxy_wasm::main! {{
     // Installs the logger; the level is Envoy's from VM start on (`follow_envoy_log_level`).
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(Root { context_id, config: None, memory_gauge: None, memory_pages: Cell::new(0) })
+        Box::new(Root {
+            context_id,
+            config: None,
+            memory_gauge: None,
+            memory_pages: Cell::new(0),
+        })
     });
 }}
 
@@ -43,6 +48,10 @@ impl Host for Envoy {
 
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
         hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).map_err(failed)
+    }
+
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).map_err(failed)
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
@@ -109,7 +118,8 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match Config::from_json(&bytes) {
+        // The environment is what Envoy hands the VM (`vm_config.environment_variables`).
+        match Config::load(&bytes, &|name| std::env::var(name).ok()) {
             Ok(config) => {
                 let took = started
                     .and_then(|t| hostcalls::get_current_time().ok()?.duration_since(t).ok())
@@ -140,6 +150,7 @@ impl RootContext for Root {
         Some(Box::new(Http {
             context_id,
             config: self.config.clone(),
+            body: Body::Untouched,
         }))
     }
 
@@ -166,6 +177,14 @@ impl Root {
 struct Http {
     context_id: u32,
     config: Option<Rc<Config>>,
+    body: Body,
+}
+
+fn action(next: Next) -> Action {
+    match next {
+        Next::Continue => Action::Continue,
+        Next::Stop => Action::Pause,
+    }
 }
 
 impl Context for Http {}
@@ -177,9 +196,20 @@ impl HttpContext for Http {
             // Test builds only: trap the VM, to show what Envoy's failure_policy does.
             std::process::abort();
         }
-        match super::on_request_headers(&Envoy, self.context_id, self.config.as_deref()) {
-            Next::Continue => Action::Continue,
-            Next::Stop => Action::Pause,
-        }
+        action(super::on_request_headers(
+            &Envoy,
+            self.context_id,
+            self.config.as_deref(),
+            &mut self.body,
+        ))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        action(super::on_request_body(
+            &Envoy,
+            self.context_id,
+            &mut self.body,
+            body_size,
+        ))
     }
 }

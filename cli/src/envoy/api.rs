@@ -171,6 +171,8 @@ pub struct Route {
     #[serde(flatten)]
     pub action: RouteActionKind,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request_headers_to_remove: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub response_headers_to_add: Vec<HeaderValueOption>,
@@ -225,6 +227,33 @@ pub struct DirectResponseAction {
 #[derive(Debug, Clone, Serialize)]
 pub struct HeaderValueOption {
     pub header: HeaderValue,
+    /// `APPEND_IF_EXISTS_OR_ADD` (Envoy's default) or `OVERWRITE_IF_EXISTS_OR_ADD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub append_action: Option<&'static str>,
+}
+
+impl HeaderValueOption {
+    /// A header appended to the values the request already has.
+    pub fn append(key: &str, value: impl Into<String>) -> Self {
+        HeaderValueOption {
+            header: HeaderValue {
+                key: key.to_string(),
+                value: value.into(),
+            },
+            append_action: Some("APPEND_IF_EXISTS_OR_ADD"),
+        }
+    }
+
+    /// A header that replaces every value the request had.
+    pub fn overwrite(key: &str, value: impl Into<String>) -> Self {
+        HeaderValueOption {
+            header: HeaderValue {
+                key: key.to_string(),
+                value: value.into(),
+            },
+            append_action: Some("OVERWRITE_IF_EXISTS_OR_ADD"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -322,6 +351,14 @@ pub struct VmConfig {
     pub vm_id: &'static str,
     pub runtime: &'static str,
     pub code: AsyncDataSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_variables: Option<EnvironmentVariables>,
+}
+
+/// What the VM sees of the environment: `host_env_keys` are copied from Envoy's own.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvironmentVariables {
+    pub host_env_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -562,6 +599,7 @@ mod tests {
                 cluster: Some("c".into()),
                 ..RouteAction::default()
             }),
+            request_headers_to_add: vec![],
             request_headers_to_remove: vec![],
             response_headers_to_add: vec![],
         };

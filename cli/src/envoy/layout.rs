@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use dapr_invoke::names::{DEFAULT_NAMESPACE, DEFAULT_TRUST_DOMAIN};
-
 use super::api::Address;
 use crate::certs::TlsFiles;
 use crate::runfile::AppPlan;
@@ -47,10 +45,9 @@ pub trait Layout {
     }
 }
 
-/// The trust domain and namespace of an app's identity as the run file decides them (Dapr's
-/// defaults until the run file can name them).
-pub fn app_identity(_app: &AppPlan) -> (&str, &str) {
-    (DEFAULT_TRUST_DOMAIN, DEFAULT_NAMESPACE)
+/// The trust domain and namespace of an app's identity as the run file decides them.
+pub fn app_identity(app: &AppPlan) -> (&str, &str) {
+    (&app.trust_domain, &app.namespace)
 }
 
 /// Every sidecar on this machine's loopback, on the ports the plan decided (`dapr-envoy run`,
@@ -266,11 +263,9 @@ pub const KUBERNETES_METRICS_PORT: u16 = 9090;
 /// certificates from a volume at [`Container::DIR`]. Envoy's admin port stays on loopback; the
 /// metrics port (`metricsPort`, 9090) is a listener of its own (see `crate::kubernetes`).
 ///
-/// The identity of the apps is the run file's unless the command line overrides it.
+/// The identity of each app, and so its namespace, is the plan's.
 pub struct Kubernetes {
     pub address: SidecarAddress,
-    pub trust_domain: Option<String>,
-    pub namespace: Option<String>,
 }
 
 impl Kubernetes {
@@ -317,13 +312,6 @@ impl Layout for Kubernetes {
     }
     fn wasm(&self) -> String {
         Container::WASM.to_string()
-    }
-    fn identity<'a>(&'a self, app: &'a AppPlan) -> (&'a str, &'a str) {
-        let (trust_domain, namespace) = app_identity(app);
-        (
-            self.trust_domain.as_deref().unwrap_or(trust_domain),
-            self.namespace.as_deref().unwrap_or(namespace),
-        )
     }
 }
 
@@ -382,8 +370,6 @@ mod tests {
     fn kubernetes_pods_use_daprs_ports_and_keep_admin_on_loopback() {
         let layout = Kubernetes {
             address: SidecarAddress::parse(SidecarAddress::KUBERNETES).unwrap(),
-            trust_domain: None,
-            namespace: None,
         };
         let a = app("");
         let listen = layout.listen(&a);
@@ -406,23 +392,17 @@ mod tests {
     }
 
     #[test]
-    fn the_command_line_overrides_the_identity_and_the_name_follows() {
-        let a = app("");
+    fn the_name_follows_the_apps_namespace() {
+        let mut a = app("");
+        a.namespace = "shop".into();
+        a.trust_domain = "example.org".into();
         let layout = Kubernetes {
             address: SidecarAddress::parse(SidecarAddress::KUBERNETES).unwrap(),
-            trust_domain: Some("example.org".into()),
-            namespace: Some("shop".into()),
         };
         assert_eq!(layout.identity(&a), ("example.org", "shop"));
         assert_eq!(
             layout.host(&a).unwrap(),
             "order-processor-dapr.shop.svc.cluster.local"
         );
-        let defaults = Kubernetes {
-            trust_domain: None,
-            namespace: None,
-            ..layout
-        };
-        assert_eq!(defaults.identity(&a), app_identity(&a));
     }
 }

@@ -19,7 +19,7 @@ use dapr_invoke::names::{
     spiffe_id, API_TOKEN_HEADER, APP_ID_HEADER, CALLEE_APP_ID_HEADER, DEFAULT_CLUSTER_HEADER,
     FILTER_NAME,
 };
-use dapr_invoke::schema::{self, Apps, PluginConfig, TargetApp};
+use dapr_invoke::schema::{self, AppChannel, Apps, PluginConfig, TargetApp};
 use serde_json::json;
 
 use self::api::*;
@@ -70,6 +70,19 @@ pub fn outbound_plugin(plan: &Plan, me: &AppPlan) -> PluginConfig {
                 .collect(),
         ),
         cluster_header: None,
+        api_token_env: api_token(me).map(|_| API_TOKEN_ENV.to_string()),
+        app_channel: Some(AppChannel {
+            port: me.app_port,
+            protocol: match me.protocol {
+                AppProtocol::Http => "http",
+                AppProtocol::H2c => "h2c",
+            }
+            .to_string(),
+            channel_address: "127.0.0.1".to_string(),
+            max_concurrency: None,
+            health: None,
+        }),
+        max_body_bytes: None,
     })
 }
 
@@ -197,6 +210,7 @@ fn outbound_routes(plan: &Plan, me: &AppPlan) -> Vec<Route> {
                     timeout,
                     retry_policy: Some(retry),
                 }),
+                request_headers_to_add: forwarded_host(),
                 request_headers_to_remove: strip(),
                 response_headers_to_add: vec![],
             }
@@ -213,10 +227,16 @@ fn outbound_routes(plan: &Plan, me: &AppPlan) -> Vec<Route> {
             timeout: Dur::secs(0),
             retry_policy: None,
         }),
+        request_headers_to_add: forwarded_host(),
         request_headers_to_remove: strip(),
         response_headers_to_add: vec![],
     });
     routes
+}
+
+/// The caller's host name, appended as daprd appends its own (`X-Forwarded-Host`).
+fn forwarded_host() -> Vec<HeaderValueOption> {
+    vec![HeaderValueOption::append("x-forwarded-host", "%HOSTNAME%")]
 }
 
 /// The inbound route: to the app, or Dapr's answer when the app has no port (its app channel is
@@ -239,25 +259,75 @@ fn inbound_route(me: &AppPlan) -> Route {
     };
     let content_type = match me.app_port {
         Some(_) => vec![],
-        None => vec![HeaderValueOption {
-            header: HeaderValue {
-                key: "content-type".into(),
-                value: "application/json".into(),
-            },
-        }],
+        None => vec![HeaderValueOption::overwrite(
+            "content-type",
+            "application/json",
+        )],
     };
+    // Where the call came from, appended as daprd appends it (never trusted from the caller):
+    // the caller's sidecar as the callee's sidecar sees it. The *direct* remote address: Envoy's
+    // plain remote address would be read from the X-Forwarded-For the caller sent.
+    let mut add = vec![
+        HeaderValueOption::append("x-forwarded-for", "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%"),
+        HeaderValueOption::append(
+            "forwarded",
+            "for=%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%;by=%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%",
+        ),
+    ];
+    let mut remove = vec![DEFAULT_CLUSTER_HEADER.to_string()];
+    // The app's own token (Dapr's APP_API_TOKEN) proves to the app that the call came through
+    // its sidecar; it replaces whatever a caller sent. It is read from the sidecar's environment,
+    // so it is never written into a config.
+    match app_token(me) {
+        Some(_) => add.push(HeaderValueOption::overwrite(
+            API_TOKEN_HEADER,
+            format!("%ENVIRONMENT({APP_TOKEN_ENV})%"),
+        )),
+        None => remove.push(API_TOKEN_HEADER.to_string()),
+    }
     Route {
         route_match: RouteMatch {
             prefix: "/".into(),
             headers: vec![],
         },
         action,
-        request_headers_to_remove: vec![
-            DEFAULT_CLUSTER_HEADER.to_string(),
-            API_TOKEN_HEADER.to_string(),
-        ],
+        request_headers_to_add: add,
+        request_headers_to_remove: remove,
         response_headers_to_add: content_type,
     }
+}
+
+/// Dapr's variable for the token an app must show its sidecar.
+pub const API_TOKEN_ENV: &str = "DAPR_API_TOKEN";
+/// Dapr's variable for the token a sidecar shows its app.
+pub const APP_TOKEN_ENV: &str = "APP_API_TOKEN";
+
+/// The app's API token, when its run-file `env` sets one: its sidecar then refuses every call
+/// without it (Dapr's health checks aside).
+pub fn api_token(app: &AppPlan) -> Option<&str> {
+    app.env
+        .get(API_TOKEN_ENV)
+        .map(String::as_str)
+        .filter(|t| !t.is_empty())
+}
+
+/// The token the sidecar sends the app with every call, when the run file's `env` sets one.
+pub fn app_token(app: &AppPlan) -> Option<&str> {
+    app.env
+        .get(APP_TOKEN_ENV)
+        .map(String::as_str)
+        .filter(|t| !t.is_empty())
+}
+
+/// The environment a sidecar's Envoy needs: the tokens, which configs name but never hold.
+pub fn sidecar_env(app: &AppPlan) -> std::collections::BTreeMap<String, String> {
+    [
+        (API_TOKEN_ENV, api_token(app)),
+        (APP_TOKEN_ENV, app_token(app)),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
+    .collect()
 }
 
 /// The cluster that reaches `target`'s sidecar from `me`'s: HTTP/2, mutual TLS with the peer
@@ -392,6 +462,11 @@ fn upstream_tls(tls: &TlsFiles, peer: &str) -> TransportSocket {
 /// never lets a request through unchecked, and a later request builds a fresh one.
 fn wasm_filter(wasm: &str, plugin: &PluginConfig) -> Result<HttpFilter, String> {
     let configuration = serde_json::to_string(plugin).map_err(|e| e.to_string())?;
+    // The variables the plugin reads (its API token) come from Envoy's own environment.
+    let env: Vec<String> = match plugin {
+        PluginConfig::Outbound(o) => o.api_token_env.iter().cloned().collect(),
+        PluginConfig::Inbound(_) => vec![],
+    };
     Ok(HttpFilter {
         name: FILTER_NAME,
         typed_config: TypedConfig::Wasm {
@@ -411,6 +486,8 @@ fn wasm_filter(wasm: &str, plugin: &PluginConfig) -> Result<HttpFilter, String> 
                     code: AsyncDataSource {
                         local: DataSource::Filename(wasm.to_string()),
                     },
+                    environment_variables: (!env.is_empty())
+                        .then_some(EnvironmentVariables { host_env_keys: env }),
                 },
                 configuration: TypedConfig::StringValue {
                     value: configuration,
@@ -740,9 +817,23 @@ apps:
                         .unwrap()
                     {
                         let removed = route["request_headers_to_remove"].as_array().unwrap();
-                        for header in [DEFAULT_CLUSTER_HEADER, API_TOKEN_HEADER] {
-                            assert!(removed.iter().any(|h| h == header), "{name}: {route}");
-                        }
+                        assert!(
+                            removed.iter().any(|h| h == DEFAULT_CLUSTER_HEADER),
+                            "{route}"
+                        );
+                        // The caller's token is removed, or replaced by the app's own.
+                        let replaced = route["request_headers_to_add"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|h| {
+                                h["header"]["key"] == API_TOKEN_HEADER
+                                    && h["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD"
+                            });
+                        assert!(
+                            replaced || removed.iter().any(|h| h == API_TOKEN_HEADER),
+                            "{name}: {route}"
+                        );
                         if name == "outbound" {
                             assert!(removed.iter().any(|h| h == APP_ID_HEADER), "{route}");
                         }

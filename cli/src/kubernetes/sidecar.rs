@@ -44,6 +44,7 @@ fn metrics_listener(address: Address) -> Listener {
             timeout: Dur::secs(5),
             retry_policy: None,
         }),
+        request_headers_to_add: vec![],
         request_headers_to_remove: internal_headers(),
         response_headers_to_add: vec![],
     };
@@ -61,6 +62,7 @@ fn metrics_listener(address: Address) -> Listener {
                     "this port serves {READY_PATH} and {PROMETHEUS_PATH} only\n"
                 )),
             }),
+            request_headers_to_add: vec![],
             request_headers_to_remove: internal_headers(),
             response_headers_to_add: vec![],
         },

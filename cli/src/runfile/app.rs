@@ -1,0 +1,330 @@
+//! One app of a run file: its own settings over `common`'s, checked, and the Dapr resources they
+//! name (the Configuration, the Resiliency policies) read.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use dapr_invoke::ids::validate_name;
+use serde_saphyr::Spanned;
+
+use super::keys::Settings;
+use super::ports::Explicit;
+use super::{joined, AppPlan, AppProtocol, LogDest, RequestedPorts, RunFileError};
+use crate::yaml::{line_of, Plain};
+
+/// What reading an app needs besides its settings.
+pub struct Context<'a> {
+    pub file: &'a str,
+    pub base: &'a Path,
+    pub common: Option<&'a Settings>,
+    pub namespace: &'a str,
+}
+
+/// An app as read, before its open ports are chosen.
+pub struct Read {
+    pub plan: AppPlan,
+    pub explicit: Vec<Explicit>,
+    pub id_line: Option<usize>,
+}
+
+/// A setting as it applies to the app: its own, else `common`'s, with the key path and line.
+struct Picked<'v, T> {
+    key: String,
+    line: Option<usize>,
+    value: &'v T,
+}
+
+/// Reads `apps[i]`; ignored keys are added to `warnings`, notes to `notes`.
+pub fn read(
+    i: usize,
+    app: &Spanned<Settings>,
+    cx: &Context<'_>,
+    warnings: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<Read, RunFileError> {
+    let err = |line, key: &str, message: String| RunFileError::new(cx.file, line, key, message);
+    let field = |k: &str| format!("apps[{i}].{k}");
+    let item_line = line_of(app);
+    let m = &app.value;
+    let mut ignored_keys = m.ignored();
+    ignored_keys.sort_by_key(|(_, line)| *line);
+    for (key, line) in ignored_keys {
+        warnings.push(ignored(cx.file, line, &field(key)));
+    }
+    // The app's own setting, else common's.
+    fn pick<'v, T>(
+        i: usize,
+        name: &str,
+        own: &'v Option<Spanned<T>>,
+        common: Option<&'v Option<Spanned<T>>>,
+    ) -> Option<Picked<'v, T>> {
+        match (own, common) {
+            (Some(v), _) => Some(Picked {
+                key: format!("apps[{i}].{name}"),
+                line: line_of(v),
+                value: &v.value,
+            }),
+            (None, Some(Some(v))) => Some(Picked {
+                key: format!("common.{name}"),
+                line: line_of(v),
+                value: &v.value,
+            }),
+            _ => None,
+        }
+    }
+    let common = cx.common;
+
+    let Some(id) = &m.app_id else {
+        return Err(err(
+            item_line,
+            &field("appID"),
+            "is missing: every app needs an id".into(),
+        ));
+    };
+    let app_id = id.value.0.clone();
+    validate_name(&app_id)
+        .map_err(|e| err(line_of(id), &field("appID"), format!("{app_id:?} {e}")))?;
+
+    let Some(dir) = &m.app_dir_path else {
+        return Err(err(
+            item_line,
+            &field("appDirPath"),
+            "is missing: the directory the app runs in".into(),
+        ));
+    };
+    let dir_line = line_of(dir);
+    let dir = joined(cx.base, &dir.value.0);
+    if !dir.is_dir() {
+        return Err(err(
+            dir_line,
+            &field("appDirPath"),
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+
+    let command = match &m.command {
+        None => {
+            return Err(err(
+                item_line,
+                &field("command"),
+                format!("is missing: how to start {app_id:?}"),
+            ))
+        }
+        Some(c) if c.value.0.is_empty() => {
+            return Err(err(line_of(c), &field("command"), "is empty".into()))
+        }
+        Some(c) => c.value.0.clone(),
+    };
+
+    // Common's variables, then the app's own on top.
+    let mut env = BTreeMap::new();
+    for vars in [common.and_then(|c| c.env.as_ref()), m.env.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        env.extend(vars.value.iter().map(|(k, v)| (k.0.clone(), v.0.clone())));
+    }
+
+    let port = |p: &Option<Spanned<super::keys::Port>>| p.as_ref().map(|p| p.value.0);
+    let app_port = port(&m.app_port);
+    let requested = RequestedPorts {
+        http: port(&m.dapr_http_port),
+        inbound: port(&m.dapr_internal_grpc_port),
+        admin: port(&m.metrics_port),
+    };
+    let explicit = [
+        ("appPort", &m.app_port),
+        ("daprHTTPPort", &m.dapr_http_port),
+        ("daprInternalGRPCPort", &m.dapr_internal_grpc_port),
+        ("metricsPort", &m.metrics_port),
+    ]
+    .into_iter()
+    .filter_map(|(key, p)| {
+        p.as_ref().map(|p| Explicit {
+            key,
+            port: p.value.0,
+            line: line_of(p),
+        })
+    })
+    .collect();
+
+    let text =
+        |name: &str, own: &'_ Option<Spanned<Plain>>, c: Option<&'_ Option<Spanned<Plain>>>| {
+            pick(i, name, own, c).map(|p| (p.value.0.clone(), p.line, p.key))
+        };
+    let protocol = match text(
+        "appProtocol",
+        &m.app_protocol,
+        common.map(|c| &c.app_protocol),
+    ) {
+        None => AppProtocol::Http,
+        Some((v, line, key)) => match v.to_ascii_lowercase().as_str() {
+            "http" => AppProtocol::Http,
+            "grpc" | "h2c" => AppProtocol::H2c,
+            other => {
+                return Err(err(
+                    line,
+                    &key,
+                    format!("{other:?} is not supported yet; use http, h2c or grpc"),
+                ))
+            }
+        },
+    };
+    let envoy_log_level = match text("logLevel", &m.log_level, common.map(|c| &c.log_level)) {
+        None => "info",
+        Some((v, line, key)) => match v.as_str() {
+            "info" => "info",
+            "debug" => "debug",
+            "warn" | "warning" => "warn",
+            "error" => "error",
+            "fatal" => "critical",
+            other => {
+                return Err(err(
+                    line,
+                    &key,
+                    format!("{other:?} is not one of debug, info, warn, error, fatal"),
+                ))
+            }
+        },
+    };
+    let dest = |name: &str,
+                own: &Option<Spanned<Plain>>,
+                c: Option<&Option<Spanned<Plain>>>,
+                default: LogDest|
+     -> Result<LogDest, RunFileError> {
+        match text(name, own, c) {
+            None => Ok(default),
+            Some((v, line, key)) => match v.as_str() {
+                "console" => Ok(LogDest::Console),
+                "file" => Ok(LogDest::File),
+                "fileAndConsole" => Ok(LogDest::FileAndConsole),
+                other => Err(err(
+                    line,
+                    &key,
+                    format!("{other:?} is not one of console, file, fileAndConsole"),
+                )),
+            },
+        }
+    };
+    let app_log = dest(
+        "appLogDestination",
+        &m.app_log_destination,
+        common.map(|c| &c.app_log_destination),
+        LogDest::FileAndConsole,
+    )?;
+    let envoy_log = dest(
+        "daprdLogDestination",
+        &m.daprd_log_destination,
+        common.map(|c| &c.daprd_log_destination),
+        LogDest::File,
+    )?;
+
+    // Its image in a pod (`dapr run -k`'s keys).
+    let image = match &m.container_image {
+        Some(i) if i.value.0.trim().is_empty() || i.value.0.contains(char::is_whitespace) => {
+            return Err(err(
+                line_of(i),
+                &field("containerImage"),
+                "must be an image reference, like registry.example/checkout:1.0".into(),
+            ))
+        }
+        other => other.as_ref().map(|i| i.value.0.clone()),
+    };
+    let image_pull_policy = match &m.container_image_pull_policy {
+        Some(p) if !["Always", "IfNotPresent", "Never"].contains(&p.value.0.as_str()) => {
+            return Err(err(
+                line_of(p),
+                &field("containerImagePullPolicy"),
+                format!("{:?} is not one of Always, IfNotPresent, Never", p.value.0),
+            ))
+        }
+        other => other.as_ref().map(|p| p.value.0.clone()),
+    };
+
+    // The app's Dapr Configuration: access control, and the trust domain the app is in.
+    let mut trust_domain = dapr_invoke::names::DEFAULT_TRUST_DOMAIN.to_string();
+    let mut access_control = None;
+    if let Some((rel, line, key)) = text(
+        "configFilePath",
+        &m.config_file_path,
+        common.map(|c| &c.config_file_path),
+    ) {
+        let path = joined(cx.base, &rel);
+        if !path.is_file() {
+            return Err(err(line, &key, format!("{} is not a file", path.display())));
+        }
+        let config = crate::dapr_config::load(&path)?;
+        warnings.extend(config.warnings);
+        if let Some(td) = config.trust_domain {
+            trust_domain = td;
+        }
+        access_control = config.access_control;
+    }
+
+    // Resources: the app's own paths, else common's; Resiliency resources are read from them.
+    let resources = pick(
+        i,
+        "resourcesPaths",
+        &m.resources_paths,
+        common.map(|c| &c.resources_paths),
+    )
+    .or_else(|| {
+        pick(
+            i,
+            "resourcesPath",
+            &m.resources_path,
+            common.map(|c| &c.resources_path),
+        )
+    });
+    let mut dirs = Vec::new();
+    if let Some(r) = &resources {
+        for p in &r.value.0 {
+            let dir = joined(cx.base, p);
+            if !dir.is_dir() {
+                return Err(err(
+                    r.line,
+                    &r.key,
+                    format!("{} is not a directory", dir.display()),
+                ));
+            }
+            dirs.push(dir);
+        }
+    }
+    let resiliency = crate::resiliency::load(&dirs, &app_id)?;
+    warnings.extend(resiliency.warnings.iter().cloned());
+    notes.extend(resiliency.notes.iter().cloned());
+
+    Ok(Read {
+        plan: AppPlan {
+            app_id,
+            dir,
+            command,
+            env,
+            app_port,
+            protocol,
+            http_port: 0,
+            inbound_port: 0,
+            admin_port: 0,
+            requested,
+            envoy_log_level,
+            app_log,
+            envoy_log,
+            access_control,
+            resiliency,
+            trust_domain,
+            namespace: cx.namespace.to_string(),
+            image,
+            image_pull_policy,
+        },
+        explicit,
+        id_line: line_of(id),
+    })
+}
+
+/// The warning for a daprd setting that has no effect here.
+pub fn ignored(file: &str, line: Option<usize>, key: &str) -> String {
+    let at = line
+        .map(|l| format!("{file}:{l}"))
+        .unwrap_or_else(|| file.to_string());
+    format!("{at}: {key} is a daprd setting with no effect on Envoy sidecars; ignored")
+}
