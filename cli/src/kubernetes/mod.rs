@@ -103,8 +103,9 @@ pub fn manifests(plan: &Plan, opts: &Options<'_>) -> Result<Output, String> {
              file (or the generator) and generate again.\n\
              \n\
              - ConfigMap {id}-dapr-envoy: the sidecar's Envoy config.\n\
-             - Service {id}-dapr: headless; {host} resolves to every ready pod of the app,\n  \
-               which is how the other apps' sidecars find this one (port {inbound}, mutual TLS).\n\
+             - Service {id}-dapr: headless; its name, {host},\n  \
+               resolves to every ready pod of the app: the other apps' sidecars find this one\n  \
+               there (port {inbound}, mutual TLS).\n\
              - Deployment {id}: the app, and Envoy as a native sidecar (Kubernetes 1.29 or later).\n\
              The pods also need ConfigMap {FILTER_CONFIGMAP} (the filter) and the Secrets in\n\
              {id}-secrets.yaml (the app's certificate; its API tokens, if any), written beside this\n\
