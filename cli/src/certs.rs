@@ -169,6 +169,29 @@ pub fn write_for(
     write_mesh(dir, &ids, keep_ca)
 }
 
+/// The SPIFFE ids (URI SANs) of the certificate in `path`.
+pub fn spiffe_ids(path: &Path) -> Result<Vec<String>, String> {
+    let bad = |why: String| format!("{}: not a certificate: {why}", path.display());
+    let pem = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).map_err(|e| bad(e.to_string()))?;
+    let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
+    let sans = cert
+        .subject_alternative_name()
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(sans
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::URI(uri) => Some(uri.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// Writes a file created with `mode` (a key is never readable by others, not even briefly).
 fn write(path: &Path, text: &str, mode: u32) -> Result<(), String> {
     let _ = fs::remove_file(path);

@@ -21,9 +21,20 @@ pub struct File {
 
 /// YAML for `value`, after a `#` comment block.
 pub fn yaml<T: Serialize>(header: &str, value: &T) -> Result<String, String> {
-    let body = serde_saphyr::to_string(value).map_err(|e| format!("cannot write YAML: {e}"))?;
+    let mut out = comment(header);
+    out.push_str(&to_yaml(value)?);
+    Ok(out)
+}
+
+/// YAML for `value`.
+pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, String> {
+    serde_saphyr::to_string(value).map_err(|e| format!("cannot write YAML: {e}"))
+}
+
+/// `text` as a `#` comment block.
+pub fn comment(text: &str) -> String {
     let mut out = String::new();
-    for line in header.lines() {
+    for line in text.lines() {
         if line.is_empty() {
             out.push_str("#\n");
         } else {
@@ -32,8 +43,7 @@ pub fn yaml<T: Serialize>(header: &str, value: &T) -> Result<String, String> {
             out.push('\n');
         }
     }
-    out.push_str(&body);
-    Ok(out)
+    out
 }
 
 fn listening(b: &Bootstrap) -> Vec<String> {
@@ -49,7 +59,7 @@ fn listening(b: &Bootstrap) -> Vec<String> {
         .collect()
 }
 
-fn sidecar_header(app: &AppPlan, b: &Bootstrap, made_by: &str, how_to_run: &str) -> String {
+pub fn sidecar_header(app: &AppPlan, b: &Bootstrap, made_by: &str, how_to_run: &str) -> String {
     let targets = b
         .static_resources
         .clusters
@@ -164,7 +174,7 @@ pub fn compose(
         rel("--wasm", target.wasm)?,
     );
     let layout = Container {
-        name_template: format!("{{app-id}}{}", "-dapr"),
+        name_template: crate::envoy::layout::SidecarAddress::COMPOSE.to_string(),
     };
     let mut files = Vec::new();
     for app in &plan.apps {
@@ -241,27 +251,38 @@ pub fn write(files: &[File]) -> Result<(), String> {
 /// The mesh's certificates for the plan's apps in `dir`: made when missing, with the CA kept
 /// (`ca.key`) so that more apps can join later; existing ones are left as they are.
 pub fn ensure_certs(plan: &Plan, dir: &Path) -> Result<(), String> {
-    let missing: Vec<&AppPlan> = plan
-        .apps
-        .iter()
-        .filter(|a| {
-            let f = crate::envoy::layout::tls_files(dir, &a.app_id);
-            !(f.ca.is_file() && f.cert.is_file() && f.key.is_file())
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
     let layout = Local {
         wasm: PathBuf::new(),
         certs: Some(dir.to_path_buf()),
     };
-    let ids: Vec<(&str, &str, &str)> = missing
-        .iter()
-        .map(|a| {
-            let (td, ns) = layout.identity(a);
-            (td, ns, a.app_id.as_str())
-        })
-        .collect();
-    crate::certs::write_mesh(dir, &ids, true).map(drop)
+    ensure_certs_for(plan, dir, &layout)
+}
+
+/// [`ensure_certs`] with each app's identity as `layout` gives it. A certificate already in
+/// `dir` for another identity (another namespace or trust domain) is refused, not reused: the
+/// other sidecars would refuse it.
+pub fn ensure_certs_for(plan: &Plan, dir: &Path, layout: &dyn Layout) -> Result<(), String> {
+    let mut missing = Vec::new();
+    for a in &plan.apps {
+        let f = crate::envoy::layout::tls_files(dir, &a.app_id);
+        let (td, ns) = layout.identity(a);
+        if f.ca.is_file() && f.cert.is_file() && f.key.is_file() {
+            let want = crate::certs::spiffe_id(td, ns, &a.app_id);
+            let have = crate::certs::spiffe_ids(&f.cert)?;
+            if !have.contains(&want) {
+                return Err(format!(
+                    "{} is the certificate of {}, not of {want}; remove it (and its key) to make \
+                     a new one",
+                    f.cert.display(),
+                    have.join(", ")
+                ));
+            }
+        } else {
+            missing.push((td, ns, a.app_id.as_str()));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    crate::certs::write_mesh(dir, &missing, true).map(drop)
 }

@@ -6,6 +6,7 @@ mod compose;
 mod dapr_config;
 mod envoy;
 mod generate;
+mod kubernetes;
 mod locate;
 mod resiliency;
 mod runfile;
@@ -104,9 +105,55 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         wasm: Option<PathBuf>,
     },
+    /// Write Kubernetes manifests: per app a Deployment (the app and its Envoy sidecar), the
+    /// headless Service <app-id>-dapr, a ConfigMap with the sidecar's config and a Secret with the
+    /// app's certificate; the filter in a ConfigMap. Apply with `kubectl apply --server-side -f DIR`
+    Kubernetes {
+        /// The run file, or a directory holding dapr.yaml
+        #[arg(short = 'f', long = "run-file", value_name = "FILE")]
+        file: PathBuf,
+        /// The directory to write the manifests into
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// An app's image, as APP_ID=IMAGE (repeat for each app); wins over the run file's
+        /// `containerImage`
+        #[arg(long = "image", value_name = "APP_ID=IMAGE", value_parser = parse_image)]
+        images: Vec<(String, String)>,
+        /// The DNS name of an app's sidecar; {app-id} and {namespace} are replaced, the port is
+        /// the sidecar's inbound port
+        #[arg(long, value_name = "TEMPLATE", default_value = envoy::layout::SidecarAddress::KUBERNETES)]
+        sidecar_address: String,
+        /// The namespace of every app (default: the run file's)
+        #[arg(long, value_name = "NAMESPACE")]
+        namespace: Option<String>,
+        /// The SPIFFE trust domain of every app (default: the run file's)
+        #[arg(long, value_name = "NAME")]
+        trust_domain: Option<String>,
+        /// The mesh's certificates, made there when missing and reused after (default: DIR/certs)
+        #[arg(long, value_name = "DIR")]
+        certs: Option<PathBuf>,
+        /// The filter to put in the ConfigMap (default: the one `run` would use)
+        #[arg(long, value_name = "PATH")]
+        wasm: Option<PathBuf>,
+        /// The sidecar's image
+        #[arg(long, value_name = "IMAGE", default_value_t = format!("envoyproxy/envoy:v{}", compose::ENVOY_VERSION))]
+        envoy_image: String,
+    },
     /// Started by `run`: stops the run's processes if the runner dies without doing so
     #[command(name = "guard", hide = true)]
     Guard,
+}
+
+/// `APP_ID=IMAGE`.
+fn parse_image(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((id, image)) if !id.is_empty() && !image.trim().is_empty() => {
+            Ok((id.to_string(), image.to_string()))
+        }
+        _ => Err(format!(
+            "{s:?}: expected APP_ID=IMAGE, like checkout=registry.example/checkout:1.0"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -274,6 +321,64 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             )?;
             generate::write(&files)?;
             for f in &files {
+                println!("{}", f.path.display());
+            }
+            Ok(0)
+        }
+        Cmd::Kubernetes {
+            file,
+            out,
+            images,
+            sidecar_address,
+            namespace,
+            trust_domain,
+            certs,
+            wasm,
+            envoy_image,
+        } => {
+            let mut plan = load_with(&file, &mut runfile::Sequential::default())?;
+            // The command line's identity wins for every app (names, certificates, configs).
+            for app in &mut plan.apps {
+                if let Some(ns) = &namespace {
+                    app.namespace = ns.clone();
+                }
+                if let Some(td) = &trust_domain {
+                    // As the filter reads a trust domain, and as `certs` takes it.
+                    app.trust_domain = td.to_ascii_lowercase();
+                }
+            }
+            let layout = envoy::layout::Kubernetes {
+                address: envoy::layout::SidecarAddress::parse(&sidecar_address)?,
+            };
+            let mut by_app = std::collections::BTreeMap::new();
+            for (id, image) in images {
+                if by_app.insert(id.clone(), image).is_some() {
+                    return Err(format!("--image {id}=... is given twice"));
+                }
+            }
+            let wasm = match wasm {
+                Some(w) => w,
+                None => locate::wasm(None)?,
+            };
+            let wasm_bytes =
+                std::fs::read(&wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
+            let certs = certs.unwrap_or_else(|| out.join("certs"));
+            let opts = kubernetes::Options {
+                layout,
+                images: by_app,
+                envoy_image,
+                wasm: &wasm_bytes,
+                certs: &certs,
+                out: &out,
+                run_file: &shown(&file),
+            };
+            // Checked before any certificate is made.
+            kubernetes::check(&plan, &opts)?;
+            generate::ensure_certs_for(&plan, &certs, &opts.layout)?;
+            let output = kubernetes::manifests(&plan, &opts)?;
+            generate::write(&output.files)?;
+            kubernetes::write_private(&output.secrets)?;
+            for f in output.files.iter().chain(&output.secrets) {
                 println!("{}", f.path.display());
             }
             Ok(0)

@@ -116,6 +116,16 @@ pub struct HttpProtocolOptions {
 pub struct Http2ProtocolOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_streams: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_keepalive: Option<KeepaliveSettings>,
+}
+
+/// `core.v3.KeepaliveSettings`: HTTP/2 PINGs every `interval`; a PING not answered within
+/// `timeout` closes the connection (and resets what is in flight on it).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeepaliveSettings {
+    pub interval: Dur,
+    pub timeout: Dur,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -314,6 +324,8 @@ pub enum TypedConfig {
     PreviousHostsPredicate {},
     #[serde(rename = "type.googleapis.com/google.protobuf.StringValue")]
     StringValue { value: String },
+    #[serde(rename = "type.googleapis.com/envoy.extensions.clusters.dns.v3.DnsCluster")]
+    DnsCluster(DnsCluster),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -426,19 +438,12 @@ pub struct SubjectAltNameMatcher {
 #[derive(Debug, Clone, Serialize)]
 pub struct Cluster {
     pub name: String,
-    /// `STATIC`, `STRICT_DNS` or `LOGICAL_DNS`.
-    #[serde(rename = "type")]
-    pub discovery: &'static str,
+    /// How endpoints are found: Envoy's `oneof cluster_discovery_type`.
+    #[serde(flatten)]
+    pub discovery: Discovery,
     pub connect_timeout: Dur,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lb_policy: Option<&'static str>,
-    /// DNS clusters: how often names are resolved again, and whether a record's TTL overrides it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dns_refresh_rate: Option<Dur>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub respect_dns_ttl: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dns_lookup_family: Option<&'static str>,
     pub load_assignment: ClusterLoadAssignment,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub typed_extension_protocol_options: Option<ProtocolOptions>,
@@ -477,6 +482,34 @@ pub enum HealthCheckKind {
         codec_client_type: &'static str,
     },
     GrpcHealthCheck {},
+}
+
+/// A cluster's discovery: a built-in `type`, or an extension `cluster_type`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Discovery {
+    /// `STATIC`: the addresses as written.
+    #[serde(rename = "type")]
+    Static(&'static str),
+    /// Every address a name resolves to (the `envoy.clusters.dns` extension, which replaces
+    /// `STRICT_DNS` and its cluster-level DNS fields).
+    ClusterType(CustomClusterType),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomClusterType {
+    pub name: &'static str,
+    pub typed_config: TypedConfig,
+}
+
+/// `clusters.dns.v3.DnsCluster`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsCluster {
+    /// How often names are resolved again.
+    pub dns_refresh_rate: Dur,
+    /// A record's TTL, when shorter, makes it sooner.
+    pub respect_dns_ttl: bool,
+    pub dns_lookup_family: &'static str,
 }
 
 /// `typed_extension_protocol_options`: only the upstream HTTP options are used.

@@ -154,6 +154,7 @@ fn local_app_cluster(me: &AppPlan, address: Address) -> Cluster {
                 o.explicit_http_config =
                     ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions {
                         max_concurrent_streams: Some(n),
+                        connection_keepalive: None,
                     });
             }
         }
@@ -235,7 +236,7 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
         max_header_kb: header_kb,
         routes: outbound_routes(plan, me),
         filters: vec![wasm_filter(&layout.wasm(), &outbound_plugin)?, router()],
-        local_replies: dapr_local_replies(None),
+        local_replies: Some(dapr_local_replies(None)),
     });
 
     // With mutual TLS, the callee's filter names the caller from its certificate and applies the
@@ -251,7 +252,7 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
         max_header_kb: header_kb.map(|kb| kb.saturating_add(8).min(8192)),
         routes: vec![inbound_route(me)],
         filters: inbound_filters,
-        local_replies: dapr_local_replies(Some(&me.app_id)),
+        local_replies: Some(dapr_local_replies(Some(&me.app_id))),
     });
     for chain in &mut inbound.filter_chains {
         chain.transport_socket = my_tls.as_ref().map(downstream_tls);
@@ -468,20 +469,35 @@ fn target_app_cluster(
 
 /// A cluster of one address (static, or every address behind a DNS name). `max_response_headers`
 /// is the most headers a response from it may have.
-fn cluster(name: &str, reach: &Reach, http2: bool, max_response_headers: u32) -> Cluster {
+pub(crate) fn cluster(
+    name: &str,
+    reach: &Reach,
+    http2: bool,
+    max_response_headers: u32,
+) -> Cluster {
     let (discovery, address, dns) = match reach {
-        Reach::Static(address) => ("STATIC", address.clone(), false),
-        Reach::Dns { host, port } => ("STRICT_DNS", Address::new(host.clone(), *port), true),
+        Reach::Static(address) => (Discovery::Static("STATIC"), address.clone(), false),
+        // Every address behind the name is an instance, looked up again every 5 s (sooner when
+        // the record's TTL says so).
+        Reach::Dns { host, port } => (
+            Discovery::ClusterType(CustomClusterType {
+                name: "envoy.clusters.dns",
+                typed_config: TypedConfig::DnsCluster(DnsCluster {
+                    dns_refresh_rate: Dur::secs(5),
+                    respect_dns_ttl: true,
+                    dns_lookup_family: "V4_PREFERRED",
+                }),
+            }),
+            Address::new(host.clone(), *port),
+            true,
+        ),
     };
     Cluster {
         name: name.to_string(),
         discovery,
         connect_timeout: Dur::secs(1),
-        // Every address behind a name is an instance; send each request to the least busy.
+        // Send each request to the least busy instance.
         lb_policy: dns.then_some("LEAST_REQUEST"),
-        dns_refresh_rate: dns.then_some(Dur::secs(5)),
-        respect_dns_ttl: dns.then_some(true),
-        dns_lookup_family: dns.then_some("V4_PREFERRED"),
         load_assignment: ClusterLoadAssignment {
             cluster_name: name.to_string(),
             endpoints: vec![LocalityLbEndpoints {
@@ -497,7 +513,15 @@ fn cluster(name: &str, reach: &Reach, http2: bool, max_response_headers: u32) ->
                     max_headers_count: Some(max_response_headers),
                 },
                 explicit_http_config: if http2 {
-                    ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())
+                    ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions {
+                        max_concurrent_streams: None,
+                        // A peer on another host can vanish without a word (a node lost, a link
+                        // cut): a request on its connection would wait forever. PINGs find out.
+                        connection_keepalive: dns.then(|| KeepaliveSettings {
+                            interval: Dur::secs(2),
+                            timeout: Dur::secs(1),
+                        }),
+                    })
                 } else {
                     ExplicitHttpConfig::HttpProtocolOptions {}
                 },
@@ -599,7 +623,7 @@ fn wasm_filter(wasm: &str, plugin: &PluginConfig) -> Result<HttpFilter, String> 
     })
 }
 
-fn router() -> HttpFilter {
+pub(crate) fn router() -> HttpFilter {
     HttpFilter {
         name: "envoy.filters.http.router",
         typed_config: TypedConfig::Router {},
@@ -654,22 +678,22 @@ fn dapr_local_replies(callee: Option<&str>) -> LocalReplyConfig {
 }
 
 /// One HTTP listener of a sidecar.
-struct Http {
-    name: &'static str,
-    address: Address,
+pub(crate) struct Http {
+    pub name: &'static str,
+    pub address: Address,
     /// Most headers a request may have.
-    max_headers: u32,
+    pub max_headers: u32,
     /// Most header bytes a request may have, in KiB; none: Envoy's default (60).
-    max_header_kb: Option<u32>,
-    routes: Vec<Route>,
-    filters: Vec<HttpFilter>,
-    local_replies: LocalReplyConfig,
+    pub max_header_kb: Option<u32>,
+    pub routes: Vec<Route>,
+    pub filters: Vec<HttpFilter>,
+    pub local_replies: Option<LocalReplyConfig>,
 }
 
 /// A listener with one HTTP connection manager. Every listener the project generates is made
 /// here, so each gets the same protections: paths normalized before any filter sees them,
 /// headers with underscores dropped, and a header-count limit.
-fn listener(http: Http) -> Listener {
+pub(crate) fn listener(http: Http) -> Listener {
     let Http {
         name,
         address,
@@ -690,7 +714,7 @@ fn listener(http: Http) -> Listener {
             max_headers_count: Some(max_headers),
         },
         http2_protocol_options: None,
-        local_reply_config: Some(local_replies),
+        local_reply_config: local_replies,
         route_config: RouteConfiguration {
             name: name.to_string(),
             virtual_hosts: vec![VirtualHost {
@@ -996,8 +1020,8 @@ apps:
         };
         let v = json_of(&p, 1, &container);
         let to_op = cluster_named(&v, "to-order-processor");
-        assert_eq!(to_op["type"], "STRICT_DNS");
-        assert_eq!(to_op["respect_dns_ttl"], true);
+        assert_eq!(to_op["cluster_type"]["name"], "envoy.clusters.dns");
+        assert_eq!(to_op["cluster_type"]["typed_config"]["respect_dns_ttl"], true);
         assert_eq!(to_op["lb_policy"], "LEAST_REQUEST");
         assert_eq!(
             to_op["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]

@@ -14,7 +14,9 @@ use crate::resiliency::TargetPolicy;
 /// Without a Dapr retry policy, the built-in one: retry only what never reached the callee
 /// (connection failures), 3 times, 1 s apart, as Dapr's `DaprBuiltInServiceRetries`; unless the
 /// target has an entry of its own under `targets.apps`, which turns the built-in retries off in
-/// Dapr: then nothing is retried.
+/// Dapr: then nothing is retried. Either way a retry goes to another instance of the app when
+/// it has several: an instance that refused a connection is the one most likely to refuse the
+/// next.
 pub fn route(policy: Option<&TargetPolicy>) -> (Dur, Option<RetryPolicy>) {
     let timeout = Dur(policy.and_then(|p| p.timeout).unwrap_or(Duration::ZERO));
     let named = policy.is_some_and(|p| p.named);
@@ -28,8 +30,8 @@ pub fn route(policy: Option<&TargetPolicy>) -> (Dur, Option<RetryPolicy>) {
                 max_interval: Dur::secs(1),
             },
             retriable_status_codes: vec![],
-            retry_host_predicate: vec![],
-            host_selection_retry_max_attempts: None,
+            retry_host_predicate: another_instance(),
+            host_selection_retry_max_attempts: Some(3),
         },
         Some(r) => RetryPolicy {
             retry_on: if r.status_codes.is_empty() {
@@ -44,15 +46,19 @@ pub fn route(policy: Option<&TargetPolicy>) -> (Dur, Option<RetryPolicy>) {
                 max_interval: Dur(r.max_interval),
             },
             retriable_status_codes: r.status_codes.clone(),
-            // Another instance, where there is one.
-            retry_host_predicate: vec![TypedExtension {
-                name: "envoy.retry_host_predicates.previous_hosts",
-                typed_config: TypedConfig::PreviousHostsPredicate {},
-            }],
+            retry_host_predicate: another_instance(),
             host_selection_retry_max_attempts: Some(3),
         },
     };
     (timeout, Some(retry))
+}
+
+/// A retry avoids the instances already tried, where there is another.
+fn another_instance() -> Vec<TypedExtension> {
+    vec![TypedExtension {
+        name: "envoy.retry_host_predicates.previous_hosts",
+        typed_config: TypedConfig::PreviousHostsPredicate {},
+    }]
 }
 
 /// Envoy's default allows 3 concurrent retries per cluster; Dapr has no such cap.
@@ -140,6 +146,10 @@ mod tests {
         let retry = json(&retry.unwrap());
         assert_eq!(retry["retry_on"], "connect-failure,refused-stream");
         assert_eq!(retry["num_retries"], 3);
+        assert_eq!(
+            retry["retry_host_predicate"][0]["name"],
+            "envoy.retry_host_predicates.previous_hosts"
+        );
         assert!(breaker(None).is_none());
     }
 

@@ -252,6 +252,27 @@ pub fn read(
     )
     .map(|p| p.value.0);
     let health = health(i, m, common, &err)?;
+    // Its image in a pod (`dapr run -k`'s keys).
+    let image = match &m.container_image {
+        Some(i) if i.value.0.trim().is_empty() || i.value.0.contains(char::is_whitespace) => {
+            return Err(err(
+                line_of(i),
+                &field("containerImage"),
+                "must be an image reference, like registry.example/checkout:1.0".into(),
+            ))
+        }
+        other => other.as_ref().map(|i| i.value.0.clone()),
+    };
+    let image_pull_policy = match &m.container_image_pull_policy {
+        Some(p) if !["Always", "IfNotPresent", "Never"].contains(&p.value.0.as_str()) => {
+            return Err(err(
+                line_of(p),
+                &field("containerImagePullPolicy"),
+                format!("{:?} is not one of Always, IfNotPresent, Never", p.value.0),
+            ))
+        }
+        other => other.as_ref().map(|p| p.value.0.clone()),
+    };
 
     // The app's Dapr Configuration: access control, and the trust domain the app is in.
     let mut trust_domain = dapr_invoke::names::DEFAULT_TRUST_DOMAIN.to_string();
@@ -329,6 +350,8 @@ pub fn read(
             max_body_bytes,
             read_buffer_bytes,
             health,
+            image,
+            image_pull_policy,
         },
         explicit,
         id_line: line_of(id),

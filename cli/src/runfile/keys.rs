@@ -40,6 +40,10 @@ pub struct Settings {
     #[serde(rename = "daprInternalGRPCPort")]
     pub dapr_internal_grpc_port: Option<Spanned<Port>>,
     pub metrics_port: Option<Spanned<Port>>,
+    // Dapr's keys for `dapr run -k`; `dapr-envoy kubernetes` reads the first two.
+    pub container_image: Option<Spanned<Plain>>,
+    pub container_image_pull_policy: Option<Spanned<Plain>>,
+    pub create_service: Ignored,
     #[serde(rename = "daprGRPCPort")]
     pub dapr_grpc_port: Ignored,
     pub profile_port: Ignored,
@@ -93,6 +97,12 @@ impl Settings {
                 self.dapr_internal_grpc_port.as_ref().map(line_of),
             ),
             ("metricsPort", self.metrics_port.as_ref().map(line_of)),
+            ("containerImage", self.container_image.as_ref().map(line_of)),
+            (
+                "containerImagePullPolicy",
+                self.container_image_pull_policy.as_ref().map(line_of),
+            ),
+            ("createService", self.create_service.as_ref().map(line_of)),
             ("daprGRPCPort", self.dapr_grpc_port.as_ref().map(line_of)),
             ("profilePort", self.profile_port.as_ref().map(line_of)),
             (
@@ -112,6 +122,7 @@ impl Settings {
     /// The daprd settings this holds that Envoy sidecars do not use, with their lines.
     pub fn ignored(&self) -> Vec<(&'static str, Option<usize>)> {
         [
+            ("createService", &self.create_service),
             ("daprGRPCPort", &self.dapr_grpc_port),
             ("profilePort", &self.profile_port),
             ("unixDomainSocket", &self.unix_domain_socket),
@@ -302,7 +313,7 @@ mod tests {
     #[test]
     fn the_tables_name_the_struct_keys() {
         let keys = known_keys();
-        assert_eq!(keys.len(), 37);
+        assert_eq!(keys.len(), 40);
         // Give every key a value; the tables must find each one under its YAML name.
         let text: String = keys
             .iter()
@@ -326,8 +337,8 @@ mod tests {
         let s: Settings = serde_saphyr::from_str(&text).unwrap();
         let app_only: Vec<&str> = s.app_only().iter().map(|(k, _)| *k).collect();
         let ignored: Vec<&str> = s.ignored().iter().map(|(k, _)| *k).collect();
-        assert_eq!(app_only.len(), 11);
-        assert_eq!(ignored.len(), 14);
+        assert_eq!(app_only.len(), 14);
+        assert_eq!(ignored.len(), 15);
         for k in app_only.iter().chain(&ignored) {
             assert!(keys.contains(k), "{k} is not a key of Settings");
         }

@@ -142,6 +142,10 @@ pub struct AppPlan {
     pub read_buffer_bytes: Option<u64>,
     /// The app health check, when enabled.
     pub health: Option<AppHealth>,
+    /// The app's image in a pod (`containerImage`) and when to pull it
+    /// (`containerImagePullPolicy`: `Always`, `IfNotPresent` or `Never`).
+    pub image: Option<String>,
+    pub image_pull_policy: Option<String>,
 }
 
 impl AppPlan {
@@ -626,6 +630,29 @@ apps:
         assert_eq!(
             got.to_string(),
             "dapr.yaml:6: apps[0].appPort: port 6001 is already in use on this machine"
+        );
+    }
+
+    #[test]
+    fn kubernetes_keys_of_dapr_run_k_are_read() {
+        let text = "version: 1\napps:\n  - appID: a\n    appDirPath: checkout\n    command: [a]\n    containerImage: registry.example/a:1\n    containerImagePullPolicy: Always\n    createService: true\n";
+        let plan = parse_str(text, &mut fake()).unwrap();
+        let [a] = plan.apps.as_slice() else { panic!() };
+        assert_eq!(a.image.as_deref(), Some("registry.example/a:1"));
+        assert_eq!(a.image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(plan.warnings, [
+            "dapr.yaml:8: apps[0].createService is a daprd setting with no effect on Envoy sidecars; ignored",
+        ]);
+        let bad = text.replace("Always", "Sometimes");
+        assert_eq!(error(&bad), "dapr.yaml:7: apps[0].containerImagePullPolicy: \"Sometimes\" is not one of Always, IfNotPresent, Never");
+        let bad = text.replace("registry.example/a:1", "\"a b\"");
+        assert!(error(&bad)
+            .starts_with("dapr.yaml:6: apps[0].containerImage: must be an image reference"));
+        let in_common = text.replace("apps:\n", "common:\n  containerImage: x\napps:\n");
+        assert!(
+            error(&in_common).contains("containerImage"),
+            "{}",
+            error(&in_common)
         );
     }
 
