@@ -25,9 +25,10 @@ $(STAMP): .env $(PY_REQS)
 	@$(ENVOY) --version | grep -q '/$(ENVOY_VERSION)/' || { echo "expected Envoy $(ENVOY_VERSION), got: $$($(ENVOY) --version)"; exit 1; }
 	touch $@
 
-wasm: setup ## Build the filter: target/wasm32-wasip1/release/dapr_invoke.wasm
+wasm: setup ## Build the filter: target/wasm32-wasip1/release/dapr_invoke.wasm, only the exports it uses
 	cargo build --release --target wasm32-wasip1 -p dapr-invoke
-	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
+	cargo build --quiet -p wasm-trim
+	target/debug/wasm-trim $(WASM) $(WASM)
 
 cli: ## Build the runner: target/debug/dapr-envoy
 	cargo build -p dapr-envoy

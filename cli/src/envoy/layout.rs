@@ -310,10 +310,7 @@ impl Layout for Kubernetes {
     }
     fn tls(&self, app_id: &str) -> Option<TlsFiles> {
         // The pod's Secret, in its projected volume, readable by the sidecar's user only.
-        Some(tls_files(
-            &Path::new(Container::DIR).join("certs"),
-            app_id,
-        ))
+        Some(tls_files(&Path::new(Container::DIR).join("certs"), app_id))
     }
     fn wasm(&self) -> String {
         Container::WASM.to_string()

@@ -1021,7 +1021,10 @@ apps:
         let v = json_of(&p, 1, &container);
         let to_op = cluster_named(&v, "to-order-processor");
         assert_eq!(to_op["cluster_type"]["name"], "envoy.clusters.dns");
-        assert_eq!(to_op["cluster_type"]["typed_config"]["respect_dns_ttl"], true);
+        assert_eq!(
+            to_op["cluster_type"]["typed_config"]["respect_dns_ttl"],
+            true
+        );
         assert_eq!(to_op["lb_policy"], "LEAST_REQUEST");
         assert_eq!(
             to_op["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
