@@ -13,7 +13,8 @@ use crate::ids::{validate_name, Target};
 use crate::names::{APP_ID_HEADER, IDENTITY_HEADERS};
 pub use crate::names::{DEFAULT_CLUSTER_HEADER, DEFAULT_NAMESPACE};
 use crate::schema::{
-    AppChannel, Apps, IdentityHeaders, Inbound, Outbound, PluginConfig, RawPluginConfig, TargetApp,
+    AppChannel, Apps, Calls, IdentityHeaders, Inbound, Outbound, PluginConfig, RawPluginConfig,
+    TargetApp,
 };
 
 /// Header names that carry HTTP framing or that the filter reads itself: none of them may double
@@ -128,6 +129,8 @@ pub struct Config {
     pub app_channel: Option<AppChannel>,
     /// Outbound: the largest request body accepted.
     pub max_body_bytes: Option<u64>,
+    /// The listener carries gRPC calls (Dapr's gRPC proxying), not Dapr's HTTP API.
+    pub grpc: bool,
 }
 
 /// Where a configuration's environment variables are read from: the VM's environment in
@@ -294,6 +297,7 @@ impl Config {
                 app_id,
                 namespace,
                 access_control: raw_acl,
+                calls,
             }) => {
                 let namespace = own_namespace(&app_id, namespace.as_deref())?.to_string();
                 Ok(Config {
@@ -307,6 +311,7 @@ impl Config {
                     api_token: None,
                     app_channel: None,
                     max_body_bytes: None,
+                    grpc: calls == Some(Calls::Grpc),
                 })
             }
             PluginConfig::Outbound(Outbound {
@@ -318,6 +323,7 @@ impl Config {
                 app_channel,
                 max_body_bytes,
                 identity_headers,
+                calls,
             }) => {
                 let namespace = own_namespace(&app_id, namespace.as_deref())?.to_string();
                 let cluster_header = cluster_header(header.as_deref())?;
@@ -362,6 +368,7 @@ impl Config {
                     api_token,
                     app_channel,
                     max_body_bytes,
+                    grpc: calls == Some(Calls::Grpc),
                 })
             }
         }

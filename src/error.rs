@@ -146,6 +146,25 @@ impl DaprError {
         }
     }
 
+    /// A gRPC call without the sidecar's API token: Dapr's `Unauthorized` (gRPC
+    /// `UNAUTHENTICATED`).
+    pub fn grpc_unauthorized() -> Self {
+        DaprError {
+            status: 401,
+            code: ERR_DIRECT_INVOKE,
+            message: "Unauthorized".to_string(),
+        }
+    }
+
+    /// A gRPC call that names no app: daprd's gRPC proxy message (gRPC `UNKNOWN`).
+    pub fn grpc_no_app_id() -> Self {
+        DaprError {
+            status: 500,
+            code: ERR_DIRECT_INVOKE,
+            message: "failed to proxy request: required metadata dapr-callee-app-id or dapr-app-id not found".to_string(),
+        }
+    }
+
     /// `PUT /v1.0/metadata/<key>`: daprd keeps the value in memory for `GET /v1.0/metadata`; this
     /// sidecar keeps none (a proxy-wasm filter cannot read a request's body without passing it
     /// on), and says so rather than pretending to.

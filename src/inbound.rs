@@ -52,6 +52,17 @@ pub fn authorize(
     }
 }
 
+/// The access-control check of a gRPC call: the full method name, case-sensitive, no verb.
+pub fn authorize_grpc(acl: &AccessControl, caller: &Caller<'_>, path: &str) -> Result<(), String> {
+    match acl.check_grpc(caller, path) {
+        Verdict::Allow => Ok(()),
+        Verdict::Deny { reason } => Err(reason),
+    }
+}
+
+/// The verb a denied gRPC call is reported with, as daprd reports it.
+pub const GRPC_VERB: &str = "NONE";
+
 /// Decides one inbound request for the app `callee`. `authorize` is the access-control check:
 /// `Err(reason)` denies.
 pub fn decide<'a>(

@@ -96,7 +96,11 @@ pub fn on_request_headers<H: Host>(
     config: Option<&Config>,
     body: &mut Body,
 ) -> Next {
-    let stream = Stream { host, context_id };
+    let stream = Stream {
+        host,
+        context_id,
+        grpc: config.is_some_and(|c| c.grpc),
+    };
     let Some(config) = config else {
         return stream.reject(&DaprError::not_ready("the filter has no configuration"));
     };
@@ -120,7 +124,12 @@ pub fn on_request_body<H: Host>(host: &H, context_id: u32, body: &mut Body, size
             // The head of the body went on already: the reply resets the call upstream.
             let e = DaprError::body_too_large(app);
             *body = Body::Untouched;
-            Stream { host, context_id }.reject(&e)
+            Stream {
+                host,
+                context_id,
+                grpc: false,
+            }
+            .reject(&e)
         }
     }
 }
@@ -146,11 +155,18 @@ pub fn configured_line(config: &Config, took: Duration) -> String {
 struct Stream<'h, H> {
     host: &'h H,
     context_id: u32,
+    /// The call is gRPC: refusals are gRPC errors.
+    grpc: bool,
 }
 
 impl<H: Host> Stream<'_, H> {
     fn outbound(&self, config: &Config, body: &mut Body) -> Next {
-        let path = match self.host.request_header(":path") {
+        // A gRPC call names its app in metadata: its path is the method's, never read.
+        let path = match config.grpc {
+            true => Ok(None),
+            false => self.host.request_header(":path"),
+        };
+        let path = match path {
             Ok(path) => path.unwrap_or_default(),
             Err(e) => return self.host_failure("read :path", &e),
         };
@@ -159,11 +175,16 @@ impl<H: Host> Stream<'_, H> {
         };
         // The decision reads the headers it needs, and no more: each read is a host call.
         let mut failed = None;
-        let decision = route::decide(config, path, |name| {
+        let read = |name: &str| {
             self.host
                 .request_header(name)
                 .inspect_err(|_| failed = Some(name.to_string()))
-        });
+        };
+        let decision = if config.grpc {
+            route::decide_grpc(config, read)
+        } else {
+            route::decide(config, path, read)
+        };
         let decision = match decision {
             Ok(d) => d,
             Err(e) => {
@@ -239,10 +260,12 @@ impl<H: Host> Stream<'_, H> {
             Ok(peer) => peer,
             Err(e) => return self.host_failure("read the peer certificate", &e),
         };
-        let (method, path) = match (
-            self.host.request_header(":method"),
-            self.host.request_header(":path"),
-        ) {
+        // A gRPC call has no verb to check (`:method` is always POST): it is not read.
+        let method = match config.grpc {
+            true => Ok(Some(inbound::GRPC_VERB.as_bytes().to_vec())),
+            false => self.host.request_header(":method"),
+        };
+        let (method, path) = match (method, self.host.request_header(":path")) {
             (Ok(m), Ok(p)) => (m.unwrap_or_default(), p.unwrap_or_default()),
             (Err(e), _) | (_, Err(e)) => return self.host_failure("read :method and :path", &e),
         };
@@ -256,6 +279,7 @@ impl<H: Host> Stream<'_, H> {
         let authorize =
             |caller: &inbound::Caller, method: &str, path: &str| match &config.access_control {
                 None => Ok(()),
+                Some(acl) if config.grpc => inbound::authorize_grpc(acl, caller, path),
                 Some(acl) => inbound::authorize(acl, caller, method, path),
             };
         match inbound::decide(&config.app_id, &request, authorize) {
@@ -309,6 +333,9 @@ impl<H: Host> Stream<'_, H> {
     }
 
     fn reject(&self, e: &DaprError) -> Next {
+        if self.grpc {
+            return self.respond(&Reply::grpc(e));
+        }
         self.respond(&Reply::from(e.clone()))
     }
 
