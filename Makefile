@@ -6,13 +6,14 @@ PYTHON   := $(VENV)/bin/python
 ENVOY    := $(VENV)/bin/envoy
 WASM     := target/wasm32-wasip1/release/dapr_invoke.wasm
 STAMP    := $(VENV)/.setup-$(ENVOY_VERSION)
-PY_REQS  := tests/requirements.txt samples/checkout/requirements.txt samples/order-processor/requirements.txt
+PY_REQS  := tests/requirements.txt samples/checkout/requirements.txt samples/order-processor/requirements.txt \
+            samples/grpc/requirements.txt
 
 .DEFAULT_GOAL := help
 RUNNER   := target/debug/dapr-envoy
 SUDO     := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help setup wasm cli certs generate demo test unit integration lint validate docker clean
+.PHONY: help setup wasm cli certs generate demo demo-grpc test unit integration lint validate docker clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +50,10 @@ generate: cli ## Regenerate envoy/*.yaml, envoy/compose/ and docker-compose.yaml
 demo: wasm cli ## Run the quickstart: `dapr-envoy run -f samples/dapr.yaml`, 10 orders, then stop
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ENVOY_BIN=$(ENVOY) \
 	  $(RUNNER) run -f samples/dapr.yaml --exit-with checkout
+
+demo-grpc: wasm cli ## The quickstart over gRPC: `dapr-envoy run -f samples/grpc/dapr.yaml`, 10 orders, then stop
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ENVOY_BIN=$(ENVOY) \
+	  $(RUNNER) run -f samples/grpc/dapr.yaml --exit-with checkout
 
 lint: ## rustfmt and clippy (host and wasm)
 	cargo fmt --all -- --check

@@ -137,6 +137,20 @@ impl DaprError {
         }
     }
 
+    /// The callee's access-control policy denies a gRPC call: daprd's gRPC proxy answers
+    /// PERMISSION_DENIED with the policy's words alone, and the verb `NONE`.
+    pub fn grpc_permission_denied(caller: &str, operation: &str) -> Self {
+        DaprError {
+            status: 403,
+            code: ERR_DIRECT_INVOKE,
+            message: format!(
+                "access control policy has denied access to id: {} operation: {} verb: NONE",
+                shorten(caller),
+                shorten(operation),
+            ),
+        }
+    }
+
     /// `/v1.0/healthz?appid=<id>` asked whether this sidecar is another app's: 500, as Dapr.
     pub fn health_appid_mismatch() -> Self {
         DaprError {

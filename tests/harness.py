@@ -175,14 +175,17 @@ def plain(cluster: dict) -> dict:
 
 
 def replace_clusters(cfg: dict, clusters: list[dict]) -> dict:
-    """`cfg` with these clusters instead of its own, and without the outbound routes that name a
-    cluster it no longer has (the route that routes on the cluster header stays)."""
+    """`cfg` with these clusters instead of its own, and without the outbound and gRPC routes that
+    name a cluster it no longer has (the route that routes on the cluster header stays)."""
     cfg = copy.deepcopy(cfg)
     cfg["static_resources"]["clusters"] = clusters
     names = {c["name"] for c in clusters}
-    for vh in hcm(cfg, "outbound")["route_config"]["virtual_hosts"]:
-        vh["routes"] = [r for r in vh["routes"]
-                        if "cluster" not in r.get("route", {}) or r["route"]["cluster"] in names]
+    for name in ("outbound", "grpc"):
+        if not any(l["name"] == name for l in cfg["static_resources"]["listeners"]):
+            continue
+        for vh in hcm(cfg, name)["route_config"]["virtual_hosts"]:
+            vh["routes"] = [r for r in vh["routes"]
+                            if "cluster" not in r.get("route", {}) or r["route"]["cluster"] in names]
     return cfg
 
 

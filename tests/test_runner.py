@@ -339,7 +339,13 @@ def test_a_sub_millisecond_timeout_is_not_written_as_no_timeout(tmp_path):
               for vh in f["typed_config"]["route_config"]["virtual_hosts"] for r in vh["routes"]]
     to_op = [r for r in routes if r.get("route", {}).get("cluster") == "to-order-processor"]
     assert to_op, routes
-    assert {r["route"]["timeout"] for r in to_op} == {"0.001s"}
+    # HTTP routes carry it as their timeout, gRPC routes as the stream's (a `dapr-stream` call has
+    # none: only the client's deadline).
+    http = [r["route"]["timeout"] for r in to_op if "max_stream_duration" not in r["route"]]
+    grpc = [r["route"]["max_stream_duration"] for r in to_op if "max_stream_duration" in r["route"]]
+    assert http == ["0.001s"]
+    assert grpc == [{"grpc_timeout_header_max": "0s"},
+                    {"max_stream_duration": "0.001s", "grpc_timeout_header_max": "0.001s"}]
 
 
 @pytest.mark.parametrize("resource,message", [

@@ -255,9 +255,11 @@ impl Runner<'_> {
                 });
             }
             say(&format!(
-                "sidecar of {:?} ready: DAPR_HTTP_PORT {}, inbound {}, admin {} (log: {})",
+                "sidecar of {:?} ready: DAPR_HTTP_PORT {}, DAPR_GRPC_PORT {}, inbound {}, admin {} \
+                 (log: {})",
                 app.app_id,
                 app.http_port,
+                app.grpc_port,
                 app.inbound_port,
                 app.admin_port,
                 envoy_log(logs, app).display()

@@ -275,6 +275,7 @@ impl<H: Host> Stream<'_, H> {
             peer_uri_san: peer.as_deref().and_then(|p| std::str::from_utf8(p).ok()),
             method: std::str::from_utf8(&method).unwrap_or_default(),
             path: std::str::from_utf8(&path).unwrap_or_default(),
+            grpc: config.grpc,
         };
         let authorize =
             |caller: &inbound::Caller, method: &str, path: &str| match &config.access_control {

@@ -17,6 +17,8 @@ pub struct Listen {
     pub inbound: Address,
     /// Envoy's admin interface.
     pub admin: Address,
+    /// What the app's gRPC clients call (`DAPR_GRPC_PORT`).
+    pub grpc: Address,
 }
 
 /// How a sidecar reaches another app's sidecar.
@@ -68,6 +70,7 @@ impl Layout for Local {
             outbound: Address::new(LOOPBACK, app.http_port),
             inbound: Address::new(LOOPBACK, app.inbound_port),
             admin: Address::new(LOOPBACK, app.admin_port),
+            grpc: Address::new(LOOPBACK, app.grpc_port),
         }
     }
     fn peer(&self, target: &AppPlan) -> Reach {
@@ -98,6 +101,13 @@ pub fn tls_files(dir: &Path, app_id: &str) -> TlsFiles {
 pub const CONTAINER_HTTP_PORT: u16 = 3500;
 pub const CONTAINER_INBOUND_PORT: u16 = 50002;
 pub const CONTAINER_ADMIN_PORT: u16 = 9901;
+/// Dapr's gRPC API port (`DAPR_GRPC_PORT`) in a container or pod.
+pub const CONTAINER_GRPC_PORT: u16 = 50001;
+
+/// The gRPC port an app's sidecar listens on in a container or pod.
+pub fn container_grpc_port(app: &AppPlan) -> u16 {
+    app.requested.grpc.unwrap_or(CONTAINER_GRPC_PORT)
+}
 
 /// Each app and its sidecar in a network namespace of their own (Docker Compose, Kubernetes):
 /// the sidecar listens on Dapr's fixed ports unless the run file sets others, and reaches the
@@ -141,6 +151,7 @@ impl Layout for Container {
             outbound: Address::new(LOOPBACK, http),
             inbound: Address::new("0.0.0.0", inbound),
             admin: Address::new(LOOPBACK, admin),
+            grpc: Address::new(LOOPBACK, container_grpc_port(app)),
         }
     }
     fn peer(&self, target: &AppPlan) -> Reach {
@@ -295,6 +306,7 @@ impl Layout for Kubernetes {
             outbound: Address::new(LOOPBACK, http),
             inbound: Address::new("0.0.0.0", inbound),
             admin: Address::new(LOOPBACK, CONTAINER_ADMIN_PORT),
+            grpc: Address::new(LOOPBACK, container_grpc_port(app)),
         }
     }
     fn peer(&self, target: &AppPlan) -> Reach {

@@ -39,6 +39,7 @@ fn metrics_listener(address: Address) -> Listener {
             headers: vec![],
         },
         action: RouteActionKind::Route(RouteAction {
+            max_stream_duration: None,
             cluster: Some(ADMIN_CLUSTER.into()),
             cluster_header: None,
             timeout: Dur::secs(5),

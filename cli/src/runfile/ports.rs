@@ -57,7 +57,7 @@ pub struct Explicit {
 }
 
 /// Checks the explicit ports of `apps` (`explicit[i]` belongs to `apps[i]`), then fills in
-/// `http_port`, `inbound_port` and `admin_port`.
+/// `http_port`, `inbound_port`, `admin_port` and `grpc_port`.
 pub fn resolve(
     file: &str,
     apps: &mut [AppPlan],
@@ -128,6 +128,7 @@ pub fn resolve(
                 "daprInternalGRPCPort",
             ),
             (&mut app.admin_port, app.requested.admin, "metricsPort"),
+            (&mut app.grpc_port, app.requested.grpc, "daprGRPCPort"),
         ] {
             *slot = match given {
                 Some(p) => p,
