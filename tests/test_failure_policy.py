@@ -31,6 +31,7 @@ def test_a_crashed_vm_fails_closed_then_recovers(fault_wasm, start_envoy, start_
     assert filt["failure_policy"] == "FAIL_RELOAD"
     filt["vm_config"]["code"]["local"]["filename"] = str(fault_wasm)
     envoy = start_envoy(cfg, "fault")
+    port = envoy.port(port)
     # The version line says this is no shipped build.
     assert re.search(r"starting dapr-invoke 0\.1\.0 \([^)]+\) features: fault-injection\n", envoy.log())
 
