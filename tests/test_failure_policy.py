@@ -1,8 +1,9 @@
 """What the shipped `failure_policy: FAIL_RELOAD` does when the VM crashes: requests fail closed
 (nothing is forwarded unrouted, whatever headers it carries), then a fresh VM serves again.
 
-The crash needs a build with the test-only `fault-injection` feature, made here in its own
-target directory; the shipped .wasm has no such path."""
+The crash needs a build with the test-only `fault-injection` feature, made here with the cheap
+`fault` profile (Cargo.toml: the release settings without LTO); the shipped .wasm has no such
+path."""
 import re
 import subprocess
 import time
@@ -12,14 +13,13 @@ import pytest
 import harness
 from conftest import EXAMPLE_PLUGIN_CONFIG, checkout_sidecar_config
 
-FAULT_TARGET = harness.ROOT / "target/fault-injection"
-FAULT_WASM = FAULT_TARGET / "wasm32-wasip1/release/dapr_invoke.wasm"
+FAULT_WASM = harness.ROOT / "target/wasm32-wasip1/fault/dapr_invoke.wasm"
 
 
 @pytest.fixture(scope="module")
 def fault_wasm():
-    subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1",
-                    "--features", "fault-injection", "--target-dir", str(FAULT_TARGET)],
+    subprocess.run(["cargo", "build", "--quiet", "--profile", "fault", "--target", "wasm32-wasip1",
+                    "-p", "dapr-invoke", "--features", "fault-injection"],
                    cwd=harness.ROOT, check=True, timeout=600)
     return FAULT_WASM
 
