@@ -55,10 +55,14 @@ def mesh(tmp_path_factory):
     (tmp / "resources/resiliency.yaml").write_text(RESILIENCY)
     (tmp / "idle").mkdir()
     ports = {name: harness.free_port() for name in ("flaky", "slow", "broken", "plain", "gone", "checkout")}
+    # Every app gets its DAPR_HTTP_PORT here: the runner's default (3500 up) is the same for
+    # every run on the machine.
+    http = {name: harness.free_port() for name in ports}
     apps = "".join(f"""
   - appID: {name}
     appDirPath: {FLAKY.parent}
     appPort: {ports[name]}
+    daprHTTPPort: {http[name]}
     command: ["python3", "{FLAKY.name}"]
     env: {{FAIL_FIRST: "{fail}"}}""" for name, fail in (("flaky", 2), ("slow", 0), ("broken", -1), ("plain", 1)))
     run = Run(tmp, f"""\
@@ -69,6 +73,7 @@ apps:{apps}
   - appID: gone
     appDirPath: ./idle
     appPort: {ports['gone']}
+    daprHTTPPort: {http['gone']}
     command: ["sleep", "300"]
   - appID: checkout
     appDirPath: ./idle
