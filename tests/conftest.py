@@ -29,6 +29,18 @@ EXAMPLE_PLUGIN_CONFIG = {
 }
 
 
+# Every test has pytest.ini's time limit (300 s) unless it says otherwise. The tests on a Docker
+# engine get more: the first of them sets the engine up, which on a fresh machine means apt-get
+# installs and two debootstraps (a few minutes; tests/docker_env.py), before its own compose run.
+DOCKER_TIMEOUT = 1200
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "docker_engine" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(DOCKER_TIMEOUT))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
