@@ -15,7 +15,7 @@ SUDO     := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 MSRV     := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
 CARGO_DENY_VERSION := 0.20.2
 
-.PHONY: help setup lint-tools wasm cli certs generate demo test unit integration lint msrv advisories validate docker clean
+.PHONY: help setup lint-tools cargo-deny msrv-toolchain wasm cli certs generate demo test unit integration lint msrv advisories validate docker clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,9 +26,13 @@ setup: $(STAMP) lint-tools ## Install the wasm32-wasip1 target, binaryen, Envoy 
 
 # What `make lint` and `make msrv` need besides the default toolchain, each installed only when
 # missing: cargo-deny, and Rust $(MSRV) (the declared rust-version) with the wasm32-wasip1 target.
-lint-tools:
+lint-tools: cargo-deny msrv-toolchain
+
+cargo-deny:
 	@cargo deny --version 2>/dev/null | grep -qx 'cargo-deny $(CARGO_DENY_VERSION)' || \
 	  cargo install cargo-deny --locked --version $(CARGO_DENY_VERSION)
+
+msrv-toolchain:
 	@rustup toolchain list | grep -q '^$(MSRV)-' || rustup toolchain install $(MSRV) --profile minimal
 	@rustup target list --installed --toolchain $(MSRV) | grep -qx wasm32-wasip1 || \
 	  rustup target add --toolchain $(MSRV) wasm32-wasip1
@@ -65,17 +69,17 @@ demo: wasm cli ## Run the quickstart: `dapr-envoy run -f samples/dapr.yaml`, 10 
 # cargo-deny checks the crates' licenses, duplicates (warnings) and sources against deny.toml.
 # Not the security advisories here: their database is fetched from GitHub, which the machines
 # this runs on cannot reach (only package registries); `make advisories` checks them where it can.
-lint: lint-tools ## rustfmt, clippy (host and wasm), cargo-deny (licenses, bans, sources: deny.toml)
+lint: cargo-deny ## rustfmt, clippy (host and wasm), cargo-deny (licenses, bans, sources: deny.toml)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p dapr-invoke --target wasm32-wasip1 -- -D warnings
 	cargo deny --workspace check --hide-inclusion-graph licenses bans sources
 
-msrv: lint-tools ## Check the workspace (host and wasm) with the toolchain of the declared rust-version
+msrv: msrv-toolchain ## Check the workspace (host and wasm) with the toolchain of the declared rust-version
 	cargo +$(MSRV) check --workspace --all-targets
 	cargo +$(MSRV) check -p dapr-invoke --target wasm32-wasip1
 
-advisories: lint-tools ## RustSec advisories for every crate (cargo-deny; needs github.com)
+advisories: cargo-deny ## RustSec advisories for every crate (cargo-deny; needs github.com)
 	cargo deny --workspace check advisories
 
 unit: ## Host unit tests and doctests (filter logic, run files, config generation)
