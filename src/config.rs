@@ -721,6 +721,76 @@ mod tests {
         }
     }
 
+    /// The refusals tests/test_config.py once checked through a real Envoy, one Envoy each: the
+    /// message a user reads in Envoy's log for each, word for word. That the filter logs such a
+    /// refusal at error level and Envoy then refuses to start is still checked there, for a JSON
+    /// error, an unknown field and an invalid app id.
+    #[test]
+    fn the_refusals_envoys_log_shows() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "not json",
+                "invalid plugin configuration: expected a JSON object at the top level",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {"order-processor": {"cluster": "x"}}"#,
+                "EOF while parsing",
+            ),
+            (
+                r#"{"apps": {"order-processor": {"cluster": "x"}}}"#,
+                "missing field `app_id`",
+            ),
+            (
+                r#"{"app_id": "", "apps": {"order-processor": {"cluster": "x"}}}"#,
+                "field `app_id` is empty",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {}}"#,
+                "field `apps` is empty",
+            ),
+            (
+                r#"{"app_id": "checkout", "namespace": "", "apps": {"a": {"cluster": "x"}}}"#,
+                "field `namespace` is empty",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {"order-processor": {"cluster": "x"}}, "cluster_headr": "x"}"#,
+                "unknown field `cluster_headr`",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {"order-processor": {"clustr": "x"}}}"#,
+                "unknown field `clustr`",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {"order-processor": {"cluster": ""}}}"#,
+                "field `apps.\"order-processor\".cluster` is empty",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {"a.b.c": {"cluster": "x"}}}"#,
+                "field `apps.\"a.b.c\"` is not a valid app id: has more than one",
+            ),
+            (
+                r#"{"app_id": "check out", "apps": {"a": {"cluster": "x"}}}"#,
+                "field `app_id` has the character ' '",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {"a": {"cluster": "x"}, "a.default": {"cluster": "y"}}}"#,
+                "field `apps.\"a.default\"` names app \"a\" in namespace \"default\", and so does \"a\"",
+            ),
+            (
+                r#"{"app_id": "checkout", "cluster_header": "Bad Header", "apps": {"a": {"cluster": "x"}}}"#,
+                "field `cluster_header`",
+            ),
+        ];
+        for (json, want) in cases {
+            let got = refused(json);
+            assert!(got.starts_with("invalid plugin configuration: "), "{got}");
+            assert!(
+                got.contains(want),
+                "config {json}\n  error {got}\n  lacks {want:?}"
+            );
+        }
+    }
+
     #[test]
     fn per_app_timeout_and_retries_become_router_headers() {
         let c = Config::from_json(

@@ -282,7 +282,8 @@ def test_a_missing_run_file_and_a_missing_envoy_are_explained(tmp_path):
     assert out.returncode == 1
     assert "nope.yaml: cannot read the run file" in out.stderr
     (tmp_path / "a").mkdir()
-    (tmp_path / "dapr.yaml").write_text("version: 1\napps:\n  - appID: a\n    appDirPath: a\n    command: [x]\n")
+    (tmp_path / "dapr.yaml").write_text("version: 1\napps:\n  - appID: a\n    appDirPath: a\n    command: [x]\n"
+                                        f"    daprHTTPPort: {harness.free_port()}\n")
     out = subprocess.run([str(RUNNER), "run", "-f", str(tmp_path)], capture_output=True, text=True,
                          env=dict(os.environ, ENVOY_BIN=str(tmp_path / "no-envoy")))
     assert out.returncode == 1
