@@ -190,8 +190,8 @@ impl AccessControl {
         let lowered;
         let in_case = match method {
             Some(_) => {
-                lowered = operation.to_lowercase();
-                lowered.as_str()
+                lowered = pattern::fold_case(&operation);
+                lowered.as_ref()
             }
             None => operation.as_str(),
         };
@@ -642,6 +642,12 @@ mod tests {
                 (c, "GET", "/ADMIN", false, "denies"),
                 (c, "GET", "/Admin/users", false, "denies"),
                 (c, "GET", "/%41dmin", false, "denies"),
+                // Go's lower case of the Kelvin sign is 'k', of 'İ' is 'i': Dapr folds both
+                // into ASCII, and so does this sidecar (here: "/ADM\u{130}N").
+                (c, "GET", "/ADM%C4%B0N", false, "denies"),
+                (c, "GET", "/adm\u{130}n/users", false, "denies"),
+                // Other non-ASCII letters fold to non-ASCII in Go too: not /admin.
+                (c, "GET", "/%C3%84dmin", true, ""),
                 // Dot segments and merged slashes are refused, never resolved: the app gets the
                 // path as sent, and must not read it as another one.
                 (c, "GET", "/x/../admin", false, "refused"),

@@ -149,9 +149,36 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
         .all(|c| *c == b'*')
 }
 
+/// A request path as Dapr compares it with HTTP operation names, which are ASCII (see
+/// [`segments`]): lower-cased as Go's `strings.ToLower` would, as far as the result can equal an
+/// ASCII name. That is ASCII's letters, and the two characters whose lower case is ASCII in Go:
+/// `İ` (U+0130) is `i` and the Kelvin sign (U+212A) is `k`. Every other character stays as it is:
+/// its lower case is not ASCII either, so it could only ever meet a wildcard. (Rust's full
+/// Unicode tables would add 18 KB to the `.wasm` for no other verdict.)
+pub(super) fn fold_case(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.is_ascii() {
+        if !path.bytes().any(|b| b.is_ascii_uppercase()) {
+            return std::borrow::Cow::Borrowed(path);
+        }
+        return std::borrow::Cow::Owned(path.to_ascii_lowercase());
+    }
+    std::borrow::Cow::Owned(
+        path.chars()
+            .map(|c| match c {
+                '\u{130}' => 'i',
+                '\u{212A}' => 'k',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect(),
+    )
+}
+
 /// Splits an operation name (with its leading `/`) into segments, lowercased when `lowercase`
 /// (HTTP operations; gRPC method names keep their case), refusing what no normalized request
-/// path can contain, so that no rule is silently dead.
+/// path can contain, so that no rule is silently dead. Names are ASCII: HTTP names are compared
+/// without regard to case, which for other characters would take Unicode's case tables (and a
+/// deny rule a differently-cased spelling could pass if they differed from Go's); gRPC's full
+/// method names are protobuf identifiers, ASCII by definition.
 pub(super) fn segments(name: &str, lowercase: bool) -> Result<Vec<Seg>, String> {
     if let Some(c) = name
         .chars()
@@ -162,12 +189,19 @@ pub(super) fn segments(name: &str, lowercase: bool) -> Result<Vec<Seg>, String> 
              write the decoded path"
         ));
     }
+    if let Some(c) = name.chars().find(|c| !c.is_ascii()) {
+        return Err(format!(
+            "{name:?} has the non-ASCII character {c:?}; operation names are ASCII here (HTTP \
+             names are compared without regard to case in ASCII); match that part with a \
+             wildcard ('*')"
+        ));
+    }
     if name == "/" {
         return Ok(Vec::new());
     }
     let lowered;
     let name_in_case = if lowercase {
-        lowered = name.to_lowercase();
+        lowered = name.to_ascii_lowercase();
         lowered.as_str()
     } else {
         name
@@ -202,6 +236,27 @@ pub(super) fn segments(name: &str, lowercase: bool) -> Result<Vec<Seg>, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_fold_as_gos_to_lower_where_the_result_can_be_ascii() {
+        assert!(matches!(
+            fold_case("/orders/7"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(fold_case("/ORDERS/A-1"), "/orders/a-1");
+        assert_eq!(fold_case("/\u{212A}EY"), "/key");
+        assert_eq!(fold_case("/\u{130}D"), "/id");
+        // Every other character keeps its case: its lower case is not ASCII either.
+        assert_eq!(fold_case("/ÄBC/Éa"), "/Äbc/Éa");
+    }
+
+    #[test]
+    fn operation_names_are_ascii() {
+        let e = segments("/café", true).unwrap_err();
+        assert!(e.contains("non-ASCII character 'é'"), "{e}");
+        assert!(segments("/caf*", true).is_ok());
+        assert!(segments("/\u{212A}", false).is_err());
+    }
 
     #[test]
     fn glob_matching() {
