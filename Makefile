@@ -112,9 +112,14 @@ clean: ## Remove build output and the virtualenv
 
 # Needs h2load (Debian's nghttp2-client; installed if missing) and builds the benchmark's noop
 # filter from bench/noop-filter, a crate outside the product's workspace.
+NOOP_WASM     := bench/noop-filter/target/wasm32-wasip1/release/bench_noop_filter.wasm
+NOOP_STRIPPED := bench/noop-filter/target/wasm32-wasip1/release/bench_noop_filter.stripped.wasm
 .PHONY: bench
 bench: wasm cli ## Benchmark against Envoy's native routing (a few minutes): BENCHMARKS.md, bench/results/
 	@command -v h2load >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nghttp2-client; }
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/noop-filter/Cargo.toml
+	@# The floor as dapr-invoke ships: the same export trimming and wasm-opt as `make wasm`.
+	target/debug/wasm-trim $(NOOP_WASM) $(NOOP_STRIPPED)
+	wasm-opt -Oz --converge --strip-producers $(WASM_FEATURES) $(NOOP_STRIPPED) -o $(NOOP_STRIPPED)
 	ENVOY_BIN=$${ENVOY_BIN:-$(ENVOY)} $(PYTHON) bench/run.py

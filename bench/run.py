@@ -36,6 +36,9 @@ from harness import Envoy  # noqa: E402
 
 RESULTS = BENCH / "results"
 NOOP_WASM = BENCH / "noop-filter/target/wasm32-wasip1/release/bench_noop_filter.wasm"
+# The same, with only the exports dapr-invoke keeps and wasm-opt's pass (`make bench` makes it):
+# the floor as dapr-invoke ships.
+NOOP_STRIPPED = NOOP_WASM.with_name("bench_noop_filter.stripped.wasm")
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "9"))
 # Requests per cell and round: small requests, and 1 MiB uploads.
@@ -92,8 +95,10 @@ def checkout(upstream_port: int, plugin: dict | None, wasm: Path | None = None,
     return cfg, port
 
 
-def native(upstream_port: int, n_apps: int) -> tuple[dict, int]:
-    """The same listener without wasm: Envoy's own routes, one per app, matching dapr-app-id."""
+def native(upstream_port: int, n_apps: int, target_in_middle: bool = False) -> tuple[dict, int]:
+    """The same listener without wasm: Envoy's own routes, one per app, matching dapr-app-id,
+    what a user would write without the filter. Envoy tries routes in order: the target's route is
+    first, the best case, unless `target_in_middle` (the average case of N apps)."""
     cfg, port = checkout(upstream_port, None)
     manager = harness.hcm(cfg, "outbound")
     manager["http_filters"] = [f for f in manager["http_filters"] if f["name"] != harness.FILTER_NAME]
@@ -102,8 +107,24 @@ def native(upstream_port: int, n_apps: int) -> tuple[dict, int]:
         routes.append({"match": {"prefix": "/", "headers": [
             {"name": "dapr-app-id", "string_match": {"exact": key}}]},
             "route": {"cluster": app["cluster"], "timeout": "0s"}})
+    if target_in_middle:
+        routes.insert(len(routes) // 2, routes.pop(0))
     manager["route_config"]["virtual_hosts"][0]["routes"] = routes
     return cfg, port
+
+
+def without_filters(upstream_port: int) -> dict:
+    """checkout's sidecar with every wasm filter removed (same listeners and clusters): what Envoy
+    takes to be ready without the filter."""
+    cfg, _ = checkout(upstream_port, None)
+    for chain_listener in cfg["static_resources"]["listeners"]:
+        for chain in chain_listener["filter_chains"]:
+            for f in chain["filters"]:
+                manager = f.get("typed_config", {})
+                if "http_filters" in manager:
+                    manager["http_filters"] = [h for h in manager["http_filters"]
+                                               if h["name"] != harness.FILTER_NAME]
+    return cfg
 
 
 def native_identity(upstream_port: int, n_apps: int) -> tuple[dict, int]:
@@ -280,7 +301,8 @@ def markdown(rows: list[dict], growth: list[dict], meta: dict) -> str:
     out = [f"Machine: {meta['cpu']}, {meta['cores']} cores; Envoy {meta['envoy']}; "
            f"{meta['date']}; {meta['rounds']} rounds of {meta['n_small']} requests "
            f"({meta['n_large']} for 1 MiB) per cell, {CONNECTIONS} connections; "
-           f".wasm {meta['wasm_kib']:.0f} KiB (noop filter {meta['noop_wasm_kib']:.0f} KiB).", "",
+           f".wasm {meta['wasm_kib']:.0f} KiB (noop filter {meta['noop_wasm_kib']:.0f} KiB, "
+           f"stripped {meta['noop_stripped_kib']:.0f} KiB).", "",
            "Ratios are medians of per-round ratios against `native` (same protocol and body); "
            "absolute values are medians over rounds. CPU is the proxy Envoy's (both Envoys for "
            "`two-sidecars`; none for `direct`).", "",
@@ -295,16 +317,24 @@ def markdown(rows: list[dict], growth: list[dict], meta: dict) -> str:
             f"{fmt(r['rps_ratio'], '.2f')} | {fmt(r['p50_us'], '.0f')} | {fmt(r['p99_us'], '.0f')} | "
             f"{fmt(r['p99_us_ratio'], '.2f')} | {fmt(r['p999_us'], '.0f')} | "
             f"{fmt(r['p999_us_ratio'], '.2f')} | {fmt(r['rss_mib'])} | {fmt(r['wasm_mib'], '.2f')} |")
-    out += ["", "Growth: dapr-invoke (header form, GET) with N apps in its plugin configuration.", "",
-            "| apps | plugin config | ready s | on_configure ms (per VM) | CPU × native h1 | "
-            "CPU × native h2 | p99 × native h1 | p99 × native h2 | RSS MiB | wasm MiB |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out += ["", "Growth: dapr-invoke (header form, GET) with N apps in its plugin configuration, "
+            "against `native` (10 apps, the target's route first) and against Envoy's own routes "
+            "for the same N apps (`native-Nk`: N header-matched routes, the target's in the middle). "
+            f"Envoy with the same listeners and clusters and no filter is ready in "
+            f"{meta['bare_ready_s']:.2f} s.", "",
+            "| apps | plugin config | ready s | ready × no filter | native routes ready s | "
+            "on_configure ms (per VM) | CPU × native h1 | CPU × native h2 | "
+            "CPU × native routes, same N, h1 | h2 | p99 × native routes, same N, h1 | h2 | "
+            "RSS MiB | wasm MiB |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for g in growth:
         conf = ", ".join(f"{x:.0f}" for x in g["configure_ms"]) or "—"
         out.append(
-            f"| {g['apps']:,} | {g['config_kib']:,.0f} KiB | {g['ready_s']:.2f} | {conf} | "
+            f"| {g['apps']:,} | {g['config_kib']:,.0f} KiB | {g['ready_s']:.2f} | "
+            f"{g['ready_over_bare']:.2f} | {fmt(g['native_ready_s'], '.2f')} | {conf} | "
             f"{fmt(g['cpu_ratio_h1'], '.2f')} | {fmt(g['cpu_ratio_h2'], '.2f')} | "
-            f"{fmt(g['p99_ratio_h1'], '.2f')} | {fmt(g['p99_ratio_h2'], '.2f')} | "
+            f"{fmt(g['cpu_over_native_same_h1'], '.2f')} | {fmt(g['cpu_over_native_same_h2'], '.2f')} | "
+            f"{fmt(g['p99_over_native_same_h1'], '.2f')} | {fmt(g['p99_over_native_same_h2'], '.2f')} | "
             f"{g['rss_mib']:.1f} | {fmt(g['wasm_mib'], '.2f')} |")
     return "\n".join(out) + "\n"
 
@@ -318,6 +348,8 @@ def plot(growth: list[dict], path: Path) -> None:
     for proto in ("h1", "h2"):
         a.plot(xs, [g[f"cpu_ratio_{proto}"] for g in growth], "o-", label=f"CPU/req, {proto}")
         a.plot(xs, [g[f"p99_ratio_{proto}"] for g in growth], "s--", label=f"p99, {proto}")
+        a.plot(xs, [g[f"native_cpu_ratio_{proto}"] for g in growth], "^:",
+               label=f"Envoy routes for N apps, CPU/req, {proto}")
     a.axhline(1.10, color="red", lw=0.8, ls=":", label="target 1.10")
     a.axhline(1.0, color="grey", lw=0.8)
     a.set(xscale="log", xlabel="apps in plugin config", ylabel="× native", title="Cost vs native")
@@ -363,8 +395,9 @@ def machine() -> dict:
 
 
 def main() -> int:
-    if not NOOP_WASM.is_file():
-        sys.exit(f"{NOOP_WASM} is missing: run `make bench` (it builds it)")
+    for wasm in (NOOP_WASM, NOOP_STRIPPED):
+        if not wasm.is_file():
+            sys.exit(f"{wasm} is missing: run `make bench` (it builds it)")
     harness.require_wasm()
     RESULTS.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="dapr-bench-"))
@@ -384,6 +417,9 @@ def main() -> int:
         native_id_env = start(cfg, "native-identity")
         cfg, noop_port = checkout(up_port, plugin_config(10), NOOP_WASM)
         noop_env = start(cfg, "noop")
+        cfg, stripped_port = checkout(up_port, plugin_config(10), NOOP_STRIPPED)
+        stripped_env = start(cfg, "noop-stripped")
+        bare = start(without_filters(up_port), "no-filter")
         cfg, mimic_port = checkout(up_port, None, NOOP_WASM)
         harness.wasm_filter(cfg, "outbound")["configuration"]["value"] = "mimic"
         mimic_env = start(cfg, "noop-mimic")
@@ -395,6 +431,13 @@ def main() -> int:
             dapr[n] = (start(cfg, f"dapr-{n}"), port, size)
             print(f"dapr-invoke with {n:,} apps ({size / 1024:,.0f} KiB of plugin config): "
                   f"ready in {dapr[n][0].ready_seconds:.2f} s", flush=True)
+        # Envoy's own routing at the same sizes: N header-matched routes, the target's in the middle.
+        natives: dict[int, tuple[Envoy, int]] = {}
+        for n in GROWTH[1:]:
+            cfg, port = native(up_port, n, target_in_middle=True)
+            natives[n] = (start(cfg, f"native-{n}"), port)
+            print(f"native routes for {n:,} apps: ready in {natives[n][0].ready_seconds:.2f} s",
+                  flush=True)
         cfg, dapr_grpc_port = checkout(up_port, {**plugin_config(10), "calls": "grpc"},
                                        listener="grpc")
         dapr_grpc_env = start(cfg, "dapr-grpc")
@@ -413,6 +456,7 @@ def main() -> int:
                 Cell("native", proto, "", native_port, [native_env]),
                 Cell("native-identity", proto, "", native_id_port, [native_id_env]),
                 Cell("noop-wasm", proto, "", noop_port, [noop_env]),
+                Cell("noop-stripped", proto, "", stripped_port, [stripped_env]),
                 Cell("noop-mimic", proto, "", mimic_port, [mimic_env]),
                 Cell("dapr-header", proto, "", dapr_port, [dapr_env]),
                 Cell("dapr-url", proto, "", dapr_port, [dapr_env],
@@ -425,6 +469,8 @@ def main() -> int:
                                path=f"/v1.0/invoke/{TARGET}/method/orders")]
             for n in GROWTH[1:]:
                 cells.append(Cell(f"dapr-header-{n // 1000}k", proto, "", dapr[n][1], [dapr[n][0]],
+                                  apps=n))
+                cells.append(Cell(f"native-{n // 1000}k", proto, "", natives[n][1], [natives[n][0]],
                                   apps=n))
             for body in ("1KiB", "1MiB"):
                 cells += [
@@ -489,11 +535,27 @@ def main() -> int:
             g = {"apps": n, "config_kib": size / 1024, "ready_s": env.ready_seconds,
                  "configure_ms": configure_ms(env), "rss_mib": env.rss_bytes() / 2**20,
                  "wasm_mib": (wasm_memory(env) or 0) / 2**20 or None}
+            # Envoy's own routes for as many apps (for 10: the `native` baseline itself).
+            native_name = "native" if n == 10 else f"native-{n // 1000}k"
+            native_env = natives[n][0] if n in natives else None
+            g["ready_over_bare"] = env.ready_seconds / bare.ready_seconds
+            g["native_ready_s"] = native_env.ready_seconds if native_env else None
             for proto in ("h1", "h2"):
                 row = rows_by_key[f"{name}/{proto}/GET"]
                 g[f"cpu_ratio_{proto}"] = row["cpu_us_per_req_ratio"]
                 g[f"p99_ratio_{proto}"] = row["p99_us_ratio"]
                 g[f"cpu_us_{proto}"] = row["cpu_us_per_req"]
+                own = rows_by_key.get(f"{native_name}/{proto}/GET")
+                g[f"native_cpu_ratio_{proto}"] = own["cpu_us_per_req_ratio"] if own else None
+                # dapr-invoke against native routes for the same apps, round by round.
+                mine, theirs = by_key.get(f"{name}/{proto}/GET"), by_key.get(f"{native_name}/{proto}/GET")
+                ratios = [a["cpu_us_per_req"] / b["cpu_us_per_req"]
+                          for a, b in zip(mine.rounds, theirs.rounds)
+                          if a["cpu_us_per_req"] and b["cpu_us_per_req"]] if mine and theirs else []
+                g[f"cpu_over_native_same_{proto}"] = statistics.median(ratios) if ratios else None
+                p99 = [a["p99_us"] / b["p99_us"] for a, b in zip(mine.rounds, theirs.rounds)
+                       if b["p99_us"]] if mine and theirs else []
+                g[f"p99_over_native_same_{proto}"] = statistics.median(p99) if p99 else None
             growth.append(g)
 
         meta = {**machine(), "rounds": ROUNDS, "n_small": N_SMALL, "n_large": N_LARGE,
@@ -502,6 +564,8 @@ def main() -> int:
                                                         text=True).stdout.split()[-1],
                 "wasm_kib": harness.WASM.stat().st_size / 1024,
                 "noop_wasm_kib": NOOP_WASM.stat().st_size / 1024,
+                "noop_stripped_kib": NOOP_STRIPPED.stat().st_size / 1024,
+                "bare_ready_s": bare.ready_seconds,
                 "upstream_rss_mib": upstream.rss_bytes() / 2**20}
         table = markdown(rows, growth, meta)
         for r in rows:
