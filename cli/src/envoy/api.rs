@@ -73,6 +73,9 @@ pub struct FilterChain {
     pub filters: Vec<NetworkFilter>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transport_socket: Option<TransportSocket>,
+    /// How long a connection may take to finish its TLS handshake before it is closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_socket_connect_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +96,9 @@ pub struct HttpConnectionManager {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_request_headers_kb: Option<u32>,
     pub common_http_protocol_options: HttpProtocolOptions,
+    /// How long a request's headers may take to arrive, from their first byte.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_headers_timeout: Option<Dur>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http2_protocol_options: Option<Http2ProtocolOptions>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -43,6 +43,12 @@ pub const MAX_MESH_HEADERS: u32 = MAX_APP_HEADERS + 40;
 /// `dapr_caller_app_id` would otherwise reach them as a second `dapr-caller-app-id`.
 pub const HEADERS_WITH_UNDERSCORES: &str = "DROP_HEADER";
 
+/// How long a client may take to send a request's headers (from their first byte), and a peer
+/// to finish the mutual-TLS handshake on the inbound listener, before its connection is closed:
+/// daprd's `ReadHeaderTimeout`. Without them a slow client (slowloris) holds a connection for
+/// as long as it likes, and one that never finishes its TLS hello needs no certificate to do so.
+pub const HEADERS_TIMEOUT_SECS: u64 = 10;
+
 /// The cluster that reaches `app_id`'s sidecar.
 pub fn target_cluster(app_id: &str) -> String {
     format!("to-{app_id}")
@@ -286,6 +292,8 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
     });
     for chain in &mut inbound.filter_chains {
         chain.transport_socket = my_tls.as_ref().map(downstream_tls);
+        chain.transport_socket_connect_timeout =
+            my_tls.as_ref().map(|_| Dur::secs(HEADERS_TIMEOUT_SECS));
     }
 
     Ok(Bootstrap {
@@ -781,7 +789,7 @@ pub(crate) struct Http {
 
 /// A listener with one HTTP connection manager. Every listener the project generates is made
 /// here, so each gets the same protections: paths normalized before any filter sees them,
-/// headers with underscores dropped, and a header-count limit.
+/// headers with underscores dropped, a header-count limit, and a time limit on the headers.
 pub(crate) fn listener(http: Http) -> Listener {
     let Http {
         name,
@@ -802,6 +810,7 @@ pub(crate) fn listener(http: Http) -> Listener {
             headers_with_underscores_action: Some(HEADERS_WITH_UNDERSCORES),
             max_headers_count: Some(max_headers),
         },
+        request_headers_timeout: Some(Dur::secs(HEADERS_TIMEOUT_SECS)),
         http2_protocol_options: None,
         local_reply_config: local_replies,
         route_config: RouteConfiguration {
@@ -823,6 +832,7 @@ pub(crate) fn listener(http: Http) -> Listener {
                 typed_config: TypedConfig::HttpConnectionManager(Box::new(hcm)),
             }],
             transport_socket: None,
+            transport_socket_connect_timeout: None,
         }],
     }
 }
@@ -1101,6 +1111,15 @@ apps:
                     let name = &l["name"];
                     assert_eq!(h["normalize_path"], true, "{name}");
                     assert_eq!(h["merge_slashes"], true, "{name}");
+                    assert_eq!(h["request_headers_timeout"], "10s", "{name}");
+                    for chain in l["filter_chains"].as_array().unwrap() {
+                        // A TLS handshake has the same time limit as the headers.
+                        let limit = &chain["transport_socket_connect_timeout"];
+                        match chain.get("transport_socket") {
+                            Some(_) => assert_eq!(limit, "10s", "{name}"),
+                            None => assert!(limit.is_null(), "{name}"),
+                        }
+                    }
                     let opts = &h["common_http_protocol_options"];
                     assert_eq!(
                         opts["headers_with_underscores_action"], "DROP_HEADER",
