@@ -147,9 +147,32 @@ pub struct ResponseMapper {
     pub body_format_override: SubstitutionFormatString,
 }
 
+/// `config.accesslog.v3.AccessLogFilter`: one of its filters.
 #[derive(Debug, Clone, Serialize)]
-pub struct AccessLogFilter {
-    pub response_flag_filter: ResponseFlagFilter,
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFilter {
+    ResponseFlagFilter(ResponseFlagFilter),
+    StatusCodeFilter(StatusCodeFilter),
+}
+
+/// Matches a status: `comparison.op` (`EQ`, `GE`, `LE`, `NE`) against `comparison.value`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusCodeFilter {
+    pub comparison: Comparison,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub op: &'static str,
+    pub value: RuntimeUInt32,
+}
+
+/// `core.v3.RuntimeUInt32`: a value, which Envoy's runtime could override under `runtime_key`
+/// (the sidecars have no runtime layer, so it is the value).
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeUInt32 {
+    pub default_value: u32,
+    pub runtime_key: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]

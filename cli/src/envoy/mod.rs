@@ -742,9 +742,7 @@ fn dapr_local_replies(callee: Option<&str>, grpc: bool) -> LocalReplyConfig {
     let mut mappers = Vec::new();
     match callee {
         None => mappers.push(ResponseMapper {
-            filter: AccessLogFilter {
-                response_flag_filter: ResponseFlagFilter { flags: vec!["NC"] },
-            },
+            filter: AccessLogFilter::ResponseFlagFilter(ResponseFlagFilter { flags: vec!["NC"] }),
             status_code: Some(500),
             body_format_override: body(invoke_failed(
                 &named,
@@ -752,23 +750,38 @@ fn dapr_local_replies(callee: Option<&str>, grpc: bool) -> LocalReplyConfig {
             )),
         }),
         Some(app) => mappers.push(ResponseMapper {
-            filter: AccessLogFilter {
-                response_flag_filter: ResponseFlagFilter { flags: vec!["UH"] },
-            },
+            filter: AccessLogFilter::ResponseFlagFilter(ResponseFlagFilter { flags: vec!["UH"] }),
             status_code: Some(500),
             body_format_override: body(invoke_failed(app, "app is not in a healthy state")),
         }),
     }
     mappers.push(ResponseMapper {
-        filter: AccessLogFilter {
-            response_flag_filter: ResponseFlagFilter {
-                flags: vec!["UF", "URX", "UH", "UO", "UT", "UC", "UR", "LR", "DC"],
-            },
-        },
+        filter: AccessLogFilter::ResponseFlagFilter(ResponseFlagFilter {
+            flags: vec!["UF", "URX", "UH", "UO", "UT", "UC", "UR", "LR", "DC"],
+        }),
         status_code: None,
         body_format_override: body(invoke_failed(
             callee.unwrap_or(&named),
             "%LOCAL_REPLY_BODY% (%RESPONSE_FLAGS%)",
+        )),
+    });
+    // Last, so the flags above are told first: any other 503 Envoy answers itself. The filter
+    // never answers 503, so this is its VM failing (a trap, or a VM being rebuilt after one;
+    // `failure_policy: FAIL_RELOAD`), which Envoy answers with an empty body.
+    mappers.push(ResponseMapper {
+        filter: AccessLogFilter::StatusCodeFilter(StatusCodeFilter {
+            comparison: Comparison {
+                op: "EQ",
+                value: RuntimeUInt32 {
+                    default_value: 503,
+                    runtime_key: "dapr_invoke.local_reply.unavailable",
+                },
+            },
+        }),
+        status_code: None,
+        body_format_override: body(format!(
+            "invoke API is not ready: the {FILTER_NAME} filter failed \
+             (%RESPONSE_CODE_DETAILS%)"
         )),
     });
     LocalReplyConfig { mappers }
@@ -1089,6 +1102,38 @@ apps:
                 .get("json_format")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn a_failed_filter_vm_is_answered_with_a_dapr_error_on_every_listener() {
+        let p = plan();
+        let v = json_of(&p, 0, &local(true));
+        for (n, name) in ["outbound", "inbound", "grpc"].iter().enumerate() {
+            let h = hcm(&v, n);
+            assert_eq!(v["static_resources"]["listeners"][n]["name"], *name);
+            let mappers = h["local_reply_config"]["mappers"].as_array().unwrap();
+            // Last: Envoy's own 503s with a response flag keep their own message.
+            let last = mappers.last().unwrap();
+            assert_eq!(
+                last["filter"],
+                json!({"status_code_filter": {"comparison": {"op": "EQ", "value": {
+                    "default_value": 503, "runtime_key": "dapr_invoke.local_reply.unavailable"}}}})
+            );
+            assert!(last.get("status_code").is_none(), "{name}: stays 503");
+            let body = &last["body_format_override"];
+            let text = "invoke API is not ready: the dapr-invoke filter failed \
+                        (%RESPONSE_CODE_DETAILS%)";
+            match *name {
+                "grpc" => assert_eq!(body["text_format_source"]["inline_string"], text),
+                _ => assert_eq!(
+                    body["json_format"],
+                    json!({"errorCode": "ERR_DIRECT_INVOKE", "message": text})
+                ),
+            }
+            assert!(mappers[..mappers.len() - 1]
+                .iter()
+                .all(|m| m["filter"].get("response_flag_filter").is_some()));
+        }
     }
 
     #[test]
