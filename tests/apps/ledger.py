@@ -7,7 +7,8 @@ enough for the soak's rate on one core, and counts what reaches it:
   `x-body-sha256` (the hex SHA-256 of the body its caller sent), whether the body that arrived
   has that digest. A body that does not is answered 422, so the caller sees it too;
 - per call id (header `x-call-id`): how many times each call was delivered, so a test can prove
-  that no call arrived twice;
+  that no call arrived twice; with LEDGER_JOURNAL set, each id is also appended to that file as
+  it arrives (before the answer), so the count survives the app being killed and restarted;
 - requests whose `dapr-caller-app-id` is not EXPECT_CALLER (when set): a sidecar that named the
   caller wrongly.
 
@@ -25,6 +26,7 @@ from collections import Counter, defaultdict
 
 MAX_HEAD = 64 * 1024
 EXPECT_CALLER = os.environ.get("EXPECT_CALLER")
+JOURNAL = open(os.environ["LEDGER_JOURNAL"], "a", buffering=1) if os.environ.get("LEDGER_JOURNAL") else None
 
 
 class Books:
@@ -132,6 +134,8 @@ class Conn(asyncio.Protocol):
         BOOKS.bytes[cls] += len(body)
         if "x-call-id" in headers:
             BOOKS.calls[headers["x-call-id"]] += 1
+            if JOURNAL is not None:
+                JOURNAL.write(headers["x-call-id"] + "\n")
         if EXPECT_CALLER and headers.get("dapr-caller-app-id") != EXPECT_CALLER:
             BOOKS.wrong_caller += 1
         want = headers.get("x-body-sha256")
