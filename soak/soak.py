@@ -560,7 +560,8 @@ def markdown(r: dict) -> str:
     out = [f"Machine: {m['cpu']}, {m['cores']} cores; Envoy {m['envoy']}; {m['date']}. "
            f"**{'PASSED' if r['passed'] else 'FAILED'}**: {m['requests']:,} requests in "
            f"{m['duration_s']:,.0f} s ({m['rate']:,.0f} req/s; asked {m['rate_asked']:,.0f}), "
-           f"{len(r['classes'])} classes at once.", ""]
+           f"{len(KINDS)} request classes over HTTP/1.1 and HTTP/2, {len(r['classes'])} loads at "
+           "once.", ""]
     if r["failures"]:
         out += ["Failures:", ""] + [f"- {f}" for f in r["failures"]] + [""]
     out += ["| class | proto | expected | requests | statuses | delivered to the app | "

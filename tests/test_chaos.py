@@ -387,7 +387,10 @@ def test_the_callee_sidecar_killed_and_started_again_by_the_runner(tmp_path):
     assert set(o.statuses) <= {200, 503}, o.errors
     for (status, msg), _ in o.errors.items():
         assert msg.startswith(f"failed to invoke, id: {CALLEE}, err: upstream connect error"), msg
-    assert o.failed <= 20, o.errors  # the calls in flight, and a few connects that lost the race
+    # The calls in flight, and (on a slow machine) calls whose three connection retries all came
+    # before the sidecar was back; none once it is back.
+    assert all(c.sent < killed + ready + 0.5 for c in calls if c.status != 200), o.errors
+    assert o.failed <= 4 + 100 * ready, o.errors
     assert o.slowest < 8
     recovered = o.recovered_after(killed)
     assert recovered is not None and recovered < 8, recovered
@@ -463,7 +466,7 @@ def test_a_hung_callee(shared, target, policy):
     assert len(hung_calls) >= 5
     if policy == "none":
         assert set(h.statuses) == {None}, h.errors
-        assert all(2.9 < c.took < 4 and "timed out" in c.error for c in hung_calls), hung_calls
+        assert all(2.9 < c.took < 6 and "timed out" in c.error for c in hung_calls), hung_calls
         # Given up by the caller: the callee's sidecar has nothing left open to the app.
         wait_until(lambda: active_to_app(shared) == 0, 10, "requests to the app left open")
     else:
@@ -483,8 +486,9 @@ def test_slow_clients_holding_connections(shared):
     """300 slow clients (slowloris) hold connections while good calls flow: 100 to checkout's
     sidecar sending a request head a byte a second, 100 to order-processor's mutual-TLS port
     sending half a TLS hello, 100 to it sending nothing. Good calls all succeed, no slower than
-    before. The sidecars close a request head unfinished after 10 s (daprd's ReadHeaderTimeout)
-    and a TLS handshake unfinished after 10 s."""
+    before. The sidecars close a connection whose request head is unfinished 10 s after its first
+    byte (daprd's ReadHeaderTimeout; the client gets 408 `request header timeout`), and one whose
+    TLS handshake is unfinished after 10 s: each is gone 10 to 12 s after it opened."""
     before = Traffic(shared.http, rate=50).run_for(1)
     slow: list[socket.socket] = []
     stop = threading.Event()
@@ -492,6 +496,8 @@ def test_slow_clients_holding_connections(shared):
     opened = time.monotonic()
 
     def hold(kind: str, s: socket.socket, drip: bytes):
+        """Drips `drip`, a byte every 0.8 s, then waits: until the sidecar closes the
+        connection (recorded), or `stop`."""
         s.settimeout(0.2)
         for b in drip:
             if stop.is_set():
@@ -532,6 +538,9 @@ def test_slow_clients_holding_connections(shared):
             threads.append(t)
     try:
         during = Traffic(shared.http, rate=50).run_for(14)
+        deadline = time.monotonic() + 10
+        while sum(map(len, closed.values())) < len(slow) and time.monotonic() < deadline:
+            time.sleep(0.1)
         stop.set()
         for t in threads:
             t.join(5)
@@ -546,7 +555,7 @@ def test_slow_clients_holding_connections(shared):
     assert d.slowest < max(1.0, 5 * b.slowest)
     for kind in closed:
         assert len(closed[kind]) == 100, (kind, len(closed[kind]))
-        assert 9 < min(closed[kind]) and max(closed[kind]) < 14, (kind, closed[kind])
+        assert 9 < min(closed[kind]) and max(closed[kind]) < 20, (kind, closed[kind])
 
 
 def test_a_flood_of_bad_requests_mixed_with_good_ones(shared):
