@@ -95,7 +95,7 @@ unit: ## Host unit tests and doctests (filter logic, run files, config generatio
 validate: wasm certs ## `envoy --mode validate` on every shipped config (runs the filter's on_configure)
 	@for f in envoy/*.yaml; do $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "ok  $$f" || { echo "BAD $$f"; exit 1; }; done
 
-integration: wasm cli ## Integration tests: a real Envoy, the real .wasm, real upstreams on loopback
+integration: wasm cli h2load ## Integration tests: a real Envoy, the real .wasm, real upstreams on loopback
 	ENVOY_BIN=$${ENVOY_BIN:-$(ENVOY)} $(PYTHON) -m pytest tests -q -rs
 
 # The tests that need it run the same two scripts themselves (a second's work when nothing
@@ -110,16 +110,27 @@ clean: ## Remove build output and the virtualenv
 	cargo clean
 	rm -rf $(VENV)
 
-# Needs h2load (Debian's nghttp2-client; installed if missing) and builds the benchmark's noop
-# filter from bench/noop-filter, a crate outside the product's workspace.
+# The load tool of `make bench`, `make soak` and the soak's short form in the integration tests:
+# h2load, from Debian's nghttp2-client, installed when missing.
+.PHONY: h2load
+h2load:
+	@command -v h2load >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nghttp2-client; }
+
+# Builds the benchmark's noop filter from bench/noop-filter, a crate outside the product's
+# workspace.
 NOOP_WASM     := bench/noop-filter/target/wasm32-wasip1/release/bench_noop_filter.wasm
 NOOP_STRIPPED := bench/noop-filter/target/wasm32-wasip1/release/bench_noop_filter.stripped.wasm
 .PHONY: bench
-bench: wasm cli ## Benchmark against Envoy's native routing (a few minutes): BENCHMARKS.md, bench/results/
-	@command -v h2load >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nghttp2-client; }
+bench: wasm cli h2load ## Benchmark against Envoy's native routing (a few minutes): BENCHMARKS.md, bench/results/
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/noop-filter/Cargo.toml
 	@# The floor as dapr-invoke ships: the same export trimming and wasm-opt as `make wasm`.
 	target/debug/wasm-trim $(NOOP_WASM) $(NOOP_STRIPPED)
 	wasm-opt -Oz --converge --strip-producers $(WASM_FEATURES) $(NOOP_STRIPPED) -o $(NOOP_STRIPPED)
 	ENVOY_BIN=$${ENVOY_BIN:-$(ENVOY)} $(PYTHON) bench/run.py
+
+# SOAK_REQUESTS (default 1,000,000) and SOAK_RATE (requests a second, default 2,000) scale it;
+# SOAK_UPDATE_DOC=0 leaves RELIABILITY.md alone. tests/test_soak.py runs 20,000 in `make test`.
+.PHONY: soak
+soak: wasm cli h2load ## A million requests through two sidecars (mTLS, access policy; about 9 min): RELIABILITY.md, soak/results/
+	ENVOY_BIN=$${ENVOY_BIN:-$(ENVOY)} $(PYTHON) soak/soak.py

@@ -6,6 +6,7 @@ upstreams forget what they saw and answer 200 again before each test. A test tha
 sidecar (another plugin configuration, an upstream it stops) starts its own."""
 from __future__ import annotations
 
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,18 @@ def pytest_runtest_makereport(item, call):
             rep.sections.append((f"{env.name} log (tail)", env.log_tail(60)))
         for project in getattr(item, "_compose_projects", []):
             rep.sections.append((f"docker-compose logs of {project.name} (tail)", project.logs()))
+
+
+@pytest.fixture(scope="session")
+def fault_wasm() -> Path:
+    """The filter built with the test-only `fault-injection` feature (a request with the header
+    `x-dapr-invoke-fault` traps the VM), in the cheap `fault` profile. About 10 s from cold here;
+    a test using it gives itself a longer time limit, as a first build on a slow machine
+    compiles every dependency for wasm32-wasip1 too."""
+    subprocess.run(["cargo", "build", "--quiet", "--profile", "fault", "--target", "wasm32-wasip1",
+                    "-p", "dapr-invoke", "--features", "fault-injection"],
+                   cwd=harness.ROOT, check=True, timeout=420)
+    return harness.ROOT / "target/wasm32-wasip1/fault/dapr_invoke.wasm"
 
 
 @pytest.fixture(scope="session")

@@ -620,16 +620,20 @@ def h2_request(port: int, headers: list[tuple[str, str]], body: bytes = b"", tim
 
 def assert_protected(cfg: dict, where: str) -> None:
     """Every listener of a generated config has the protections every listener must have: paths
-    normalized before any filter sees them, underscore headers dropped, a header-count limit, and
-    no route that lets the app's API token or the internal cluster header through."""
+    normalized before any filter sees them, underscore headers dropped, a header-count limit, a
+    time limit on request headers and TLS handshakes (slow clients), and no route that lets the
+    app's API token or the internal cluster header through."""
     listeners = cfg["static_resources"]["listeners"]
     assert listeners, where
     for lst in listeners:
         for chain in lst["filter_chains"]:
+            if "transport_socket" in chain:
+                assert chain["transport_socket_connect_timeout"] == "10s", (where, lst["name"])
             for f in chain["filters"]:
                 h = f["typed_config"]
                 name = f"{where}: listener {lst['name']}"
                 assert h["normalize_path"] is True and h["merge_slashes"] is True, name
+                assert h["request_headers_timeout"] == "10s", name
                 opts = h["common_http_protocol_options"]
                 assert opts["headers_with_underscores_action"] == "DROP_HEADER", name
                 assert 100 <= opts["max_headers_count"] <= 200, name

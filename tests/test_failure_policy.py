@@ -1,27 +1,17 @@
 """What the shipped `failure_policy: FAIL_RELOAD` does when the VM crashes: requests fail closed
 (nothing is forwarded unrouted, whatever headers it carries), then a fresh VM serves again.
 
-The crash needs a build with the test-only `fault-injection` feature, made here with the cheap
-`fault` profile (Cargo.toml: the release settings without LTO); the shipped .wasm has no such
-path."""
+The crash needs a build with the test-only `fault-injection` feature, made by conftest.py's
+`fault_wasm` with the cheap `fault` profile (Cargo.toml: the release settings without LTO); the
+shipped .wasm has no such path."""
+import json
 import re
-import subprocess
 import time
 
 import pytest
 
 import harness
 from conftest import EXAMPLE_PLUGIN_CONFIG, checkout_sidecar_config
-
-FAULT_WASM = harness.ROOT / "target/wasm32-wasip1/fault/dapr_invoke.wasm"
-
-
-@pytest.fixture(scope="module")
-def fault_wasm():
-    subprocess.run(["cargo", "build", "--quiet", "--profile", "fault", "--target", "wasm32-wasip1",
-                    "-p", "dapr-invoke", "--features", "fault-injection"],
-                   cwd=harness.ROOT, check=True, timeout=420)
-    return FAULT_WASM
 
 
 # Its fixture builds the fault-injection .wasm: about 10 s from cold here, but a first build on a
@@ -42,7 +32,12 @@ def test_a_crashed_vm_fails_closed_then_recovers(fault_wasm, start_envoy, start_
         return harness.request(port, "GET", "/x", headers)[0]
 
     assert call({"dapr-app-id": "order-processor"}) == 200
-    assert call({"dapr-app-id": "order-processor", "x-dapr-invoke-fault": "1"}) == 503
+    # The crashed request fails closed, with Dapr's error shape (Envoy's own answer is empty).
+    status, headers, body = harness.request(port, "GET", "/x", {"dapr-app-id": "order-processor",
+                                                               "x-dapr-invoke-fault": "1"})
+    assert (status, headers["content-type"]) == (503, "application/json")
+    assert json.loads(body) == {"errorCode": "ERR_DIRECT_INVOKE", "message": "invoke API is not "
+                                "ready: the dapr-invoke filter failed (wasm_fail_stream)"}
     assert "Function: proxy_on_request_headers failed" in envoy.log()
     served_before = len(op.requests)
 

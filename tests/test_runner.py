@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import textwrap
 import time
@@ -141,14 +143,104 @@ def test_an_app_that_crashes_stops_the_whole_run(tmp_path):
     assert_nothing_left(run.marker)
 
 
-def test_a_sidecar_that_dies_stops_the_whole_run(tmp_path):
-    run = Run(tmp_path, quickstart(harness.free_port()))
-    run.wait_for_output("== APP - checkout == Order passed")
-    envoys = [line.split(":")[0] for line in survivors(run.marker) if "envoy" in line and "-c" in line]
-    assert envoys
-    os.kill(int(envoys[0]), signal.SIGKILL)
+def processor_and_idle_caller(tmp_path, *args: str) -> tuple[Run, int]:
+    """The sample order-processor and an idle checkout whose sidecar calls it; returns the run,
+    once it has started, and checkout's DAPR_HTTP_PORT."""
+    (tmp_path / "idle").mkdir()
+    http = harness.free_port()
+    run = Run(tmp_path, f"""\
+        version: 1
+        apps:
+          - appID: order-processor
+            appDirPath: {SAMPLES / 'order-processor'}
+            appPort: {harness.free_port()}
+            daprHTTPPort: {harness.free_port()}
+            command: ["python3", "app.py"]
+          - appID: checkout
+            appDirPath: ./idle
+            daprHTTPPort: {http}
+            command: ["sleep", "300"]
+        """, *args)
+    deadline = time.monotonic() + 60
+    while order(http) != 200:
+        assert run.proc.poll() is None and time.monotonic() < deadline, run.err
+        time.sleep(0.1)
+    return run, http
+
+
+def order(port: int) -> int | None:
+    """POST /orders to order-processor through checkout's sidecar: the status, None when the
+    sidecar does not answer."""
+    try:
+        return harness.request(port, "POST", "/orders", {"dapr-app-id": "order-processor",
+                                                          "content-type": "application/json"},
+                               b'{"orderId": 1}', timeout=10)[0]
+    except OSError:
+        return None
+
+
+def sidecar_pid(run: Run, app: str) -> int:
+    pids = [int(line.split(":")[0]) for line in survivors(run.marker) if f"{app}.envoy.json" in line]
+    assert len(pids) == 1, survivors(run.marker)
+    return pids[0]
+
+
+def test_a_sidecar_that_dies_is_started_again_and_serves_again(tmp_path):
+    run, http = processor_and_idle_caller(tmp_path)
+    log = tmp_path / "run/logs/order-processor.envoy.log"
+    assert log.read_text().count("starting dapr-invoke") > 0
+    vms = log.read_text().count("starting dapr-invoke")
+    old = sidecar_pid(run, "order-processor")
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while 'sidecar of "order-processor" ready again' not in run.err:
+        assert run.proc.poll() is None and time.monotonic() < deadline, run.err
+        time.sleep(0.05)
+    assert ('the sidecar (Envoy) of "order-processor" exited (killed by signal 9); starting it '
+            'again in 0.1 s (restart 1 in a row, at most 5)') in run.err
+    new = sidecar_pid(run, "order-processor")
+    assert new != old
+    assert f'started the sidecar of "order-processor" again (pid {new})' in run.err
+    assert order(http) == 200
+    # The new Envoy's log goes on after the old one's.
+    assert log.read_text().count("starting dapr-invoke") == 2 * vms
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=20) == 128 + signal.SIGTERM
+    assert_nothing_left(run.marker)
+
+
+def test_a_sidecar_that_cannot_start_again_ends_the_run(tmp_path):
+    """Its port was taken while it was down: each restart exits at once, and after
+    --sidecar-restarts of them the run stops everything."""
+    run, _ = processor_and_idle_caller(tmp_path, "--sidecar-restarts", "2")
+    inbound = int(re.search(r'sidecar of "order-processor" ready: .* inbound (\d+),', run.err).group(1))
+    os.kill(sidecar_pid(run, "order-processor"), signal.SIGKILL)
+    squatter = socket.socket()
+    deadline = time.monotonic() + 5
+    while True:  # until the dead Envoy's listener is gone, well before the first restart
+        try:
+            squatter.bind(("127.0.0.1", inbound))
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    squatter.listen()
+    try:
+        assert run.wait(timeout=60) == 1
+    finally:
+        squatter.close()
+    assert run.err.count('started the sidecar of "order-processor" again') == 2
+    assert re.search(r'the sidecar \(Envoy\) of "order-processor" exited \(exit code \d+\) after 2 '
+                     r'restart\(s\) in a row; stopped every app and sidecar', run.err), run.err
+    assert_nothing_left(run.marker)
+
+
+def test_without_restarts_a_sidecar_that_dies_stops_the_whole_run(tmp_path):
+    run, _ = processor_and_idle_caller(tmp_path, "--sidecar-restarts", "0")
+    os.kill(sidecar_pid(run, "checkout"), signal.SIGKILL)
     assert run.wait(timeout=30) == 1
-    assert "(Envoy) of" in run.err and "exited" in run.err
+    assert ('the sidecar (Envoy) of "checkout" exited (killed by signal 9); stopped every app and '
+            'sidecar') in run.err
     assert_nothing_left(run.marker)
 
 

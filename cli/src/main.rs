@@ -52,6 +52,11 @@ enum Cmd {
         /// Seconds to wait for each app's appPort before starting apps that have none
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         app_port_timeout: u64,
+        /// How many times in a row a sidecar that dies is started again (after 0.1 s, then
+        /// twice as long each time, at most 5 s) before the run stops; 0: a sidecar that dies
+        /// stops the run
+        #[arg(long, value_name = "N", default_value_t = supervise::SIDECAR_RESTARTS)]
+        sidecar_restarts: u32,
     },
     /// Make a certificate per app id, and the mesh CA (ca.pem, ca.key) unless DIR has one
     /// (for Envoy configs you run yourself)
@@ -206,6 +211,7 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             exit_with,
             run_dir,
             app_port_timeout,
+            sidecar_restarts,
         } => {
             // The run directory is taken first: a second run of the same file is told that
             // another run has it, not that the ports the other run holds are in use.
@@ -245,6 +251,7 @@ fn real_main(cli: Cli) -> Result<i32, String> {
                 run_dir,
                 exit_with,
                 app_port_timeout: Duration::from_secs(app_port_timeout),
+                sidecar_restarts,
             };
             supervise::run(&plan, &opts)
         }

@@ -3,8 +3,16 @@
 //!
 //! Every child starts in a process group of its own, so stopping it stops what it started too:
 //! SIGTERM to the group, a grace period, then SIGKILL to the group. The run ends (and stops all)
-//! on Ctrl-C, SIGTERM or SIGHUP, when an Envoy exits, when an app fails, when the `--exit-with`
-//! app exits, or when every app has exited.
+//! on Ctrl-C, SIGTERM or SIGHUP, when an app fails, when the `--exit-with` app exits, or when
+//! every app has exited.
+//!
+//! A sidecar that dies after it was ready is started again with the same config, after 0.1 s,
+//! then twice as long at each restart in a row (at most 5 s), as an orchestrator restarts a
+//! crashed sidecar container; its app keeps running, and its callers get Dapr's errors
+//! (connection refused, 503) meanwhile. A restart counts as "in a row" unless the sidecar before
+//! it had stayed up RESTART_STABLE. The run ends when a sidecar exits before it was first ready
+//! (a bad config, a port taken: starting it again would not help), or after
+//! `Options::sidecar_restarts` restarts in a row.
 //!
 //! A runner killed with SIGKILL cannot stop anything, so a guard does it: a small process (this
 //! binary again, `dapr-envoy guard`) in a process group of its own that ignores SIGINT, SIGTERM
@@ -40,6 +48,13 @@ use crate::{certs, envoy};
 const TICK: Duration = Duration::from_millis(50);
 const GRACE: Duration = Duration::from_secs(5);
 const ENVOY_READY: Duration = Duration::from_secs(60);
+/// The default of `--sidecar-restarts`: restarts in a row before a dying sidecar ends the run.
+pub const SIDECAR_RESTARTS: u32 = 5;
+/// The wait before the first restart in a row; each next one waits twice as long.
+const RESTART_FIRST: Duration = Duration::from_millis(100);
+const RESTART_MAX: Duration = Duration::from_secs(5);
+/// A sidecar that stayed up this long has recovered: its next death is a first restart again.
+const RESTART_STABLE: Duration = Duration::from_secs(30);
 /// How long the output of stopped processes may take to reach the console and the logs. Only
 /// a process that left its group (and holds the pipe) makes the copying outlast this.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
@@ -57,6 +72,8 @@ pub struct Options {
     pub exit_with: Option<String>,
     /// How long to wait for an app's port before starting the apps without one.
     pub app_port_timeout: Duration,
+    /// Restarts in a row of a sidecar that dies, before the run ends (0: never restart).
+    pub sidecar_restarts: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -70,6 +87,67 @@ struct Proc {
     app: usize,
     child: Child,
     done: Option<ExitStatus>,
+    /// When this child was spawned.
+    started: Instant,
+    /// A sidecar: it has been ready once (only such a sidecar is restarted when it dies).
+    ready_once: bool,
+    /// A restarted sidecar that has not said it is ready yet.
+    awaiting_ready: bool,
+    restarts: Restarts,
+    /// A dead sidecar's restart, due at this time.
+    restart_at: Option<Instant>,
+}
+
+impl Proc {
+    fn new(kind: Kind, app: usize, child: Child) -> Proc {
+        Proc {
+            kind,
+            app,
+            child,
+            done: None,
+            started: Instant::now(),
+            ready_once: false,
+            awaiting_ready: false,
+            restarts: Restarts::default(),
+            restart_at: None,
+        }
+    }
+}
+
+/// The restarts of one sidecar: how many in a row, and what to do when it dies again.
+#[derive(Debug, Default)]
+struct Restarts {
+    in_a_row: u32,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Restart {
+    /// Start it again after `delay`; this is restart number `attempt` in a row.
+    After { delay: Duration, attempt: u32 },
+    /// Do not: it was restarted `after` times in a row already (the most allowed).
+    GiveUp { after: u32 },
+}
+
+impl Restarts {
+    /// The sidecar died after running for `lived`; at most `max` restarts in a row.
+    fn on_exit(&mut self, lived: Duration, max: u32) -> Restart {
+        if lived >= RESTART_STABLE {
+            self.in_a_row = 0;
+        }
+        if self.in_a_row >= max {
+            return Restart::GiveUp {
+                after: self.in_a_row,
+            };
+        }
+        let delay = RESTART_FIRST
+            .saturating_mul(1u32 << self.in_a_row.min(16))
+            .min(RESTART_MAX);
+        self.in_a_row += 1;
+        Restart::After {
+            delay,
+            attempt: self.in_a_row,
+        }
+    }
 }
 
 /// Why the run ended.
@@ -88,6 +166,9 @@ struct Runner<'a> {
     /// The threads copying the children's output.
     pumps: Vec<JoinHandle<()>>,
     guard: Option<Guard>,
+    /// Each app's sidecar config, in plan order.
+    configs: Vec<PathBuf>,
+    logs: PathBuf,
 }
 
 /// Makes the mesh's CA and one certificate per app in `dir/certs`, then writes the sidecar
@@ -155,8 +236,10 @@ pub fn run(plan: &Plan, opts: &Options) -> Result<i32, String> {
         out: Arc::new(Mutex::new(std::io::stdout())),
         pumps: Vec::new(),
         guard,
+        configs,
+        logs,
     };
-    let end = runner.start_and_watch(&configs, &logs);
+    let end = runner.start_and_watch();
     runner.stop_all();
     if let Some(guard) = runner.guard.take() {
         guard.release();
@@ -237,13 +320,15 @@ pub fn lock_run_dir(dir: &Path) -> Result<Option<RunDirLock>, String> {
 }
 
 impl Runner<'_> {
-    fn start_and_watch(&mut self, configs: &[PathBuf], logs: &Path) -> End {
-        for (i, (app, cfg)) in self.plan.apps.iter().zip(configs).enumerate() {
-            if let Err(why) = self.start_envoy(i, app, cfg, logs) {
+    fn start_and_watch(&mut self) -> End {
+        let logs = self.logs.clone();
+        let logs = logs.as_path();
+        for i in 0..self.plan.apps.len() {
+            if let Err(why) = self.start_envoy(i) {
                 return End::Failed(why);
             }
         }
-        for app in &self.plan.apps {
+        for (i, app) in self.plan.apps.iter().enumerate() {
             if let Some(end) = self.wait_until(|_| envoy_ready(app.admin_port), ENVOY_READY) {
                 return end.unwrap_or_else(|| {
                     End::Failed(format!(
@@ -264,6 +349,13 @@ impl Runner<'_> {
                 app.admin_port,
                 envoy_log(logs, app).display()
             ));
+            if let Some(p) = self
+                .procs
+                .iter_mut()
+                .find(|p| p.kind == Kind::Envoy && p.app == i)
+            {
+                p.ready_once = true;
+            }
         }
 
         // Apps that receive calls first, and their ports open, before the callers start.
@@ -351,9 +443,11 @@ impl Runner<'_> {
             .and_then(|p| p.done)
     }
 
-    /// Looks at exited children and decides whether the run ends.
+    /// Looks at exited children, restarts dead sidecars when their time has come, and decides
+    /// whether the run ends.
     fn check(&mut self) -> Option<End> {
         let mut end = None;
+        let max_restarts = self.opts.sidecar_restarts;
         for p in self.procs.iter_mut().filter(|p| p.done.is_none()) {
             let Ok(Some(status)) = p.child.try_wait() else {
                 continue;
@@ -361,12 +455,33 @@ impl Runner<'_> {
             p.done = Some(status);
             let id = self.plan.apps.get(p.app).map_or("?", |a| a.app_id.as_str());
             match p.kind {
-                Kind::Envoy => {
+                Kind::Envoy if !p.ready_once => {
                     end.get_or_insert(End::Failed(format!(
                         "the sidecar (Envoy) of {id:?} exited ({})",
                         describe(status)
                     )));
                 }
+                Kind::Envoy => match p.restarts.on_exit(p.started.elapsed(), max_restarts) {
+                    Restart::After { delay, attempt } => {
+                        say(&format!(
+                            "the sidecar (Envoy) of {id:?} exited ({}); starting it again in \
+                             {:.1} s (restart {attempt} in a row, at most {max_restarts})",
+                            describe(status),
+                            delay.as_secs_f64()
+                        ));
+                        p.restart_at = Some(Instant::now() + delay);
+                    }
+                    Restart::GiveUp { after } => {
+                        let restarts = match after {
+                            0 => String::new(),
+                            n => format!(" after {n} restart(s) in a row"),
+                        };
+                        end.get_or_insert(End::Failed(format!(
+                            "the sidecar (Envoy) of {id:?} exited ({}){restarts}",
+                            describe(status)
+                        )));
+                    }
+                },
                 Kind::App if !status.success() => {
                     end.get_or_insert(End::Failed(format!(
                         "app {id:?} failed ({})",
@@ -382,6 +497,9 @@ impl Runner<'_> {
             }
         }
         if end.is_none() {
+            end = self.restart_sidecars();
+        }
+        if end.is_none() {
             let apps_started = self.procs.iter().filter(|p| p.kind == Kind::App).count();
             let apps_running = self
                 .procs
@@ -395,13 +513,57 @@ impl Runner<'_> {
         end
     }
 
-    fn start_envoy(
-        &mut self,
-        i: usize,
-        app: &AppPlan,
-        cfg: &Path,
-        logs: &Path,
-    ) -> Result<(), String> {
+    /// Starts the dead sidecars whose restart is due, and says when a restarted one is ready.
+    fn restart_sidecars(&mut self) -> Option<End> {
+        let now = Instant::now();
+        for k in 0..self.procs.len() {
+            let Some(p) = self.procs.get(k) else { continue };
+            let (i, due) = (p.app, p.restart_at.is_some_and(|t| t <= now));
+            let Some(app) = self.plan.apps.get(i) else {
+                continue;
+            };
+            if due {
+                let child = match self.spawn_envoy(i, true) {
+                    Ok(child) => child,
+                    Err(why) => return Some(End::Failed(why)),
+                };
+                say(&format!(
+                    "started the sidecar of {:?} again (pid {})",
+                    app.app_id,
+                    child.id()
+                ));
+                if let Some(p) = self.procs.get_mut(k) {
+                    p.child = child;
+                    p.done = None;
+                    p.started = Instant::now();
+                    p.restart_at = None;
+                    p.awaiting_ready = true;
+                }
+            } else if p.awaiting_ready && p.done.is_none() && envoy_ready(app.admin_port) {
+                say(&format!(
+                    "sidecar of {:?} ready again after {:.1} s",
+                    app.app_id,
+                    p.started.elapsed().as_secs_f64()
+                ));
+                if let Some(p) = self.procs.get_mut(k) {
+                    p.awaiting_ready = false;
+                }
+            }
+        }
+        None
+    }
+
+    fn start_envoy(&mut self, i: usize) -> Result<(), String> {
+        let child = self.spawn_envoy(i, false)?;
+        self.procs.push(Proc::new(Kind::Envoy, i, child));
+        Ok(())
+    }
+
+    /// Spawns app `i`'s sidecar; `again`: a restart, whose output goes on in the same log.
+    fn spawn_envoy(&mut self, i: usize, again: bool) -> Result<Child, String> {
+        let (Some(app), Some(cfg)) = (self.plan.apps.get(i), self.configs.get(i)) else {
+            return Err(format!("no app {i} in the plan"));
+        };
         let mut cmd = Command::new(&self.opts.envoy);
         cmd.arg("-c")
             .arg(cfg)
@@ -416,22 +578,14 @@ impl Runner<'_> {
             .envs(envoy::sidecar_env(app))
             .current_dir(&self.plan.base_dir);
         let prefix = format!("== ENVOY - {} == ", app.app_id);
-        let child = self
-            .spawn(cmd, &prefix, app.envoy_log, &envoy_log(logs, app))
-            .map_err(|e| {
-                format!(
-                    "cannot start Envoy ({}) for {:?}: {e}",
-                    self.opts.envoy.display(),
-                    app.app_id
-                )
-            })?;
-        self.procs.push(Proc {
-            kind: Kind::Envoy,
-            app: i,
-            child,
-            done: None,
-        });
-        Ok(())
+        let log = envoy_log(&self.logs, app);
+        let (dest, envoy, app_id) = (app.envoy_log, self.opts.envoy.clone(), app.app_id.clone());
+        self.spawn(cmd, &prefix, dest, &log, again).map_err(|e| {
+            format!(
+                "cannot start Envoy ({}) for {app_id:?}: {e}",
+                envoy.display()
+            )
+        })
     }
 
     fn start_app(&mut self, i: usize, logs: &Path) -> Result<(), String> {
@@ -449,35 +603,35 @@ impl Runner<'_> {
             "== APP == ".to_string()
         };
         let log = logs.join(format!("{}.app.log", app.app_id));
-        let child = self.spawn(cmd, &prefix, app.app_log, &log).map_err(|e| {
-            format!(
-                "cannot start app {:?} ({:?} in {}): {e}",
-                app.app_id,
-                program,
-                app.dir.display()
-            )
-        })?;
+        let child = self
+            .spawn(cmd, &prefix, app.app_log, &log, false)
+            .map_err(|e| {
+                format!(
+                    "cannot start app {:?} ({:?} in {}): {e}",
+                    app.app_id,
+                    program,
+                    app.dir.display()
+                )
+            })?;
         say(&format!(
             "started app {:?} (pid {}): {}",
             app.app_id,
             child.id(),
             app.command.join(" ")
         ));
-        self.procs.push(Proc {
-            kind: Kind::App,
-            app: i,
-            child,
-            done: None,
-        });
+        self.procs.push(Proc::new(Kind::App, i, child));
         Ok(())
     }
 
+    /// Spawns a child in a group of its own, its output copied to the console and/or `log`
+    /// (appended to when `append`, else made anew).
     fn spawn(
         &mut self,
         mut cmd: Command,
         prefix: &str,
         dest: LogDest,
         log: &Path,
+        append: bool,
     ) -> std::io::Result<Child> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -488,7 +642,13 @@ impl Runner<'_> {
             guard.watch(child.id());
         }
         let file = if dest.file() {
-            Some(Arc::new(Mutex::new(File::create(log)?)))
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .append(append)
+                .truncate(!append)
+                .open(log)?;
+            Some(Arc::new(Mutex::new(file)))
         } else {
             None
         };
@@ -760,6 +920,65 @@ mod tests {
         );
         drop(first);
         assert!(lock_run_dir(&dir).unwrap().is_some());
+    }
+
+    fn delays(restarts: &mut Restarts, lived: Duration, max: u32, n: usize) -> Vec<Restart> {
+        (0..n).map(|_| restarts.on_exit(lived, max)).collect()
+    }
+
+    fn after(ms: u64, attempt: u32) -> Restart {
+        Restart::After {
+            delay: Duration::from_millis(ms),
+            attempt,
+        }
+    }
+
+    #[test]
+    fn a_dying_sidecar_is_restarted_with_a_doubling_wait_then_given_up_on() {
+        let mut r = Restarts::default();
+        assert_eq!(
+            delays(&mut r, Duration::from_millis(300), SIDECAR_RESTARTS, 6),
+            [
+                after(100, 1),
+                after(200, 2),
+                after(400, 3),
+                after(800, 4),
+                after(1600, 5),
+                Restart::GiveUp { after: 5 },
+            ]
+        );
+        // Given up stays given up.
+        assert_eq!(r.on_exit(Duration::ZERO, 5), Restart::GiveUp { after: 5 });
+    }
+
+    #[test]
+    fn the_wait_between_restarts_stops_growing_at_five_seconds() {
+        let mut r = Restarts::default();
+        let got = delays(&mut r, Duration::ZERO, 40, 40);
+        assert_eq!(got.get(5), Some(&after(3200, 6)));
+        assert_eq!(got.get(6), Some(&after(5000, 7)));
+        // No overflow however long the streak.
+        assert_eq!(got.last(), Some(&after(5000, 40)));
+        assert_eq!(r.on_exit(Duration::ZERO, 40), Restart::GiveUp { after: 40 });
+    }
+
+    #[test]
+    fn a_sidecar_that_stayed_up_long_enough_starts_a_new_streak() {
+        let mut r = Restarts::default();
+        delays(&mut r, Duration::from_secs(1), 3, 3);
+        assert_eq!(
+            r.on_exit(Duration::from_secs(1), 3),
+            Restart::GiveUp { after: 3 }
+        );
+        assert_eq!(r.on_exit(RESTART_STABLE, 3), after(100, 1));
+        assert_eq!(r.on_exit(RESTART_STABLE - TICK, 3), after(200, 2));
+    }
+
+    #[test]
+    fn no_restarts_allowed_means_a_dead_sidecar_ends_the_run() {
+        let mut r = Restarts::default();
+        assert_eq!(r.on_exit(Duration::ZERO, 0), Restart::GiveUp { after: 0 });
+        assert_eq!(r.on_exit(RESTART_STABLE, 0), Restart::GiveUp { after: 0 });
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct FilterChain {
     pub filters: Vec<NetworkFilter>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transport_socket: Option<TransportSocket>,
+    /// How long a connection may take to finish its TLS handshake before it is closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_socket_connect_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +96,9 @@ pub struct HttpConnectionManager {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_request_headers_kb: Option<u32>,
     pub common_http_protocol_options: HttpProtocolOptions,
+    /// How long a request's headers may take to arrive, from their first byte.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_headers_timeout: Option<Dur>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http2_protocol_options: Option<Http2ProtocolOptions>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,9 +147,32 @@ pub struct ResponseMapper {
     pub body_format_override: SubstitutionFormatString,
 }
 
+/// `config.accesslog.v3.AccessLogFilter`: one of its filters.
 #[derive(Debug, Clone, Serialize)]
-pub struct AccessLogFilter {
-    pub response_flag_filter: ResponseFlagFilter,
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFilter {
+    ResponseFlagFilter(ResponseFlagFilter),
+    StatusCodeFilter(StatusCodeFilter),
+}
+
+/// Matches a status: `comparison.op` (`EQ`, `GE`, `LE`, `NE`) against `comparison.value`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusCodeFilter {
+    pub comparison: Comparison,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub op: &'static str,
+    pub value: RuntimeUInt32,
+}
+
+/// `core.v3.RuntimeUInt32`: a value, which Envoy's runtime could override under `runtime_key`
+/// (the sidecars have no runtime layer, so it is the value).
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeUInt32 {
+    pub default_value: u32,
+    pub runtime_key: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]

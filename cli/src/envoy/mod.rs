@@ -43,6 +43,12 @@ pub const MAX_MESH_HEADERS: u32 = MAX_APP_HEADERS + 40;
 /// `dapr_caller_app_id` would otherwise reach them as a second `dapr-caller-app-id`.
 pub const HEADERS_WITH_UNDERSCORES: &str = "DROP_HEADER";
 
+/// How long a client may take to send a request's headers (from their first byte), and a peer
+/// to finish the mutual-TLS handshake on the inbound listener, before its connection is closed:
+/// daprd's `ReadHeaderTimeout`. Without them a slow client (slowloris) holds a connection for
+/// as long as it likes, and one that never finishes its TLS hello needs no certificate to do so.
+pub const HEADERS_TIMEOUT_SECS: u64 = 10;
+
 /// The cluster that reaches `app_id`'s sidecar.
 pub fn target_cluster(app_id: &str) -> String {
     format!("to-{app_id}")
@@ -286,6 +292,8 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
     });
     for chain in &mut inbound.filter_chains {
         chain.transport_socket = my_tls.as_ref().map(downstream_tls);
+        chain.transport_socket_connect_timeout =
+            my_tls.as_ref().map(|_| Dur::secs(HEADERS_TIMEOUT_SECS));
     }
 
     Ok(Bootstrap {
@@ -734,9 +742,7 @@ fn dapr_local_replies(callee: Option<&str>, grpc: bool) -> LocalReplyConfig {
     let mut mappers = Vec::new();
     match callee {
         None => mappers.push(ResponseMapper {
-            filter: AccessLogFilter {
-                response_flag_filter: ResponseFlagFilter { flags: vec!["NC"] },
-            },
+            filter: AccessLogFilter::ResponseFlagFilter(ResponseFlagFilter { flags: vec!["NC"] }),
             status_code: Some(500),
             body_format_override: body(invoke_failed(
                 &named,
@@ -744,23 +750,38 @@ fn dapr_local_replies(callee: Option<&str>, grpc: bool) -> LocalReplyConfig {
             )),
         }),
         Some(app) => mappers.push(ResponseMapper {
-            filter: AccessLogFilter {
-                response_flag_filter: ResponseFlagFilter { flags: vec!["UH"] },
-            },
+            filter: AccessLogFilter::ResponseFlagFilter(ResponseFlagFilter { flags: vec!["UH"] }),
             status_code: Some(500),
             body_format_override: body(invoke_failed(app, "app is not in a healthy state")),
         }),
     }
     mappers.push(ResponseMapper {
-        filter: AccessLogFilter {
-            response_flag_filter: ResponseFlagFilter {
-                flags: vec!["UF", "URX", "UH", "UO", "UT", "UC", "UR", "LR", "DC"],
-            },
-        },
+        filter: AccessLogFilter::ResponseFlagFilter(ResponseFlagFilter {
+            flags: vec!["UF", "URX", "UH", "UO", "UT", "UC", "UR", "LR", "DC"],
+        }),
         status_code: None,
         body_format_override: body(invoke_failed(
             callee.unwrap_or(&named),
             "%LOCAL_REPLY_BODY% (%RESPONSE_FLAGS%)",
+        )),
+    });
+    // Last, so the flags above are told first: any other 503 Envoy answers itself. The filter
+    // never answers 503, so this is its VM failing (a trap, or a VM being rebuilt after one;
+    // `failure_policy: FAIL_RELOAD`), which Envoy answers with an empty body.
+    mappers.push(ResponseMapper {
+        filter: AccessLogFilter::StatusCodeFilter(StatusCodeFilter {
+            comparison: Comparison {
+                op: "EQ",
+                value: RuntimeUInt32 {
+                    default_value: 503,
+                    runtime_key: "dapr_invoke.local_reply.unavailable",
+                },
+            },
+        }),
+        status_code: None,
+        body_format_override: body(format!(
+            "invoke API is not ready: the {FILTER_NAME} filter failed \
+             (%RESPONSE_CODE_DETAILS%)"
         )),
     });
     LocalReplyConfig { mappers }
@@ -781,7 +802,7 @@ pub(crate) struct Http {
 
 /// A listener with one HTTP connection manager. Every listener the project generates is made
 /// here, so each gets the same protections: paths normalized before any filter sees them,
-/// headers with underscores dropped, and a header-count limit.
+/// headers with underscores dropped, a header-count limit, and a time limit on the headers.
 pub(crate) fn listener(http: Http) -> Listener {
     let Http {
         name,
@@ -802,6 +823,7 @@ pub(crate) fn listener(http: Http) -> Listener {
             headers_with_underscores_action: Some(HEADERS_WITH_UNDERSCORES),
             max_headers_count: Some(max_headers),
         },
+        request_headers_timeout: Some(Dur::secs(HEADERS_TIMEOUT_SECS)),
         http2_protocol_options: None,
         local_reply_config: local_replies,
         route_config: RouteConfiguration {
@@ -823,6 +845,7 @@ pub(crate) fn listener(http: Http) -> Listener {
                 typed_config: TypedConfig::HttpConnectionManager(Box::new(hcm)),
             }],
             transport_socket: None,
+            transport_socket_connect_timeout: None,
         }],
     }
 }
@@ -1082,6 +1105,38 @@ apps:
     }
 
     #[test]
+    fn a_failed_filter_vm_is_answered_with_a_dapr_error_on_every_listener() {
+        let p = plan();
+        let v = json_of(&p, 0, &local(true));
+        for (n, name) in ["outbound", "inbound", "grpc"].iter().enumerate() {
+            let h = hcm(&v, n);
+            assert_eq!(v["static_resources"]["listeners"][n]["name"], *name);
+            let mappers = h["local_reply_config"]["mappers"].as_array().unwrap();
+            // Last: Envoy's own 503s with a response flag keep their own message.
+            let last = mappers.last().unwrap();
+            assert_eq!(
+                last["filter"],
+                json!({"status_code_filter": {"comparison": {"op": "EQ", "value": {
+                    "default_value": 503, "runtime_key": "dapr_invoke.local_reply.unavailable"}}}})
+            );
+            assert!(last.get("status_code").is_none(), "{name}: stays 503");
+            let body = &last["body_format_override"];
+            let text = "invoke API is not ready: the dapr-invoke filter failed \
+                        (%RESPONSE_CODE_DETAILS%)";
+            match *name {
+                "grpc" => assert_eq!(body["text_format_source"]["inline_string"], text),
+                _ => assert_eq!(
+                    body["json_format"],
+                    json!({"errorCode": "ERR_DIRECT_INVOKE", "message": text})
+                ),
+            }
+            assert!(mappers[..mappers.len() - 1]
+                .iter()
+                .all(|m| m["filter"].get("response_flag_filter").is_some()));
+        }
+    }
+
+    #[test]
     fn every_listener_of_every_layout_gets_the_same_protections() {
         let p = plan();
         let container = layout::Container {
@@ -1101,6 +1156,15 @@ apps:
                     let name = &l["name"];
                     assert_eq!(h["normalize_path"], true, "{name}");
                     assert_eq!(h["merge_slashes"], true, "{name}");
+                    assert_eq!(h["request_headers_timeout"], "10s", "{name}");
+                    for chain in l["filter_chains"].as_array().unwrap() {
+                        // A TLS handshake has the same time limit as the headers.
+                        let limit = &chain["transport_socket_connect_timeout"];
+                        match chain.get("transport_socket") {
+                            Some(_) => assert_eq!(limit, "10s", "{name}"),
+                            None => assert!(limit.is_null(), "{name}"),
+                        }
+                    }
                     let opts = &h["common_http_protocol_options"];
                     assert_eq!(
                         opts["headers_with_underscores_action"], "DROP_HEADER",
