@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Writes the fuzz targets' seed corpora, fuzz/seeds/<target>/, from the unit tests' cases.
+
+Each case here is one of the crate's unit-test cases (the test is named), in the target's input
+format (fuzz/src/input.rs). The files are committed; run this again after changing a case:
+
+    python3 fuzz/seeds.py
+"""
+
+import json
+import pathlib
+import shutil
+
+ROOT = pathlib.Path(__file__).resolve().parent / "seeds"
+
+# src/config.rs tests (GOOD, own_namespace..., per_app_timeout..., access_control...), src/schema.rs
+GOOD = """{"app_id": "checkout", "namespace": "default",
+    "apps": {"order-processor": {"cluster": "order-processor"},
+             "payments.prod": {"cluster": "payments-prod"}}}"""
+
+# src/acl/mod.rs, daprs_own_test_cases: Dapr's pkg/acl/acl_test.go fixture.
+DAPR_FIXTURE = """{"defaultAction": "deny", "trustDomain": "abcd", "policies": [
+    {"appId": "app1", "defaultAction": "allow", "trustDomain": "public", "namespace": "ns1",
+     "operations": [{"name": "/op1", "httpVerb": ["POST", "GET"], "action": "allow"},
+                    {"name": "/op2", "httpVerb": ["*"], "action": "deny"}]},
+    {"appId": "app2", "defaultAction": "deny", "trustDomain": "domain1", "namespace": "ns2",
+     "operations": [{"name": "/op3/a/*", "httpVerb": ["PUT", "GET"], "action": "allow"},
+                    {"name": "/op4", "httpVerb": ["POST"], "action": "allow"}]},
+    {"appId": "app3", "trustDomain": "domain1", "namespace": "ns1",
+     "operations": [{"name": "/op5", "httpVerb": ["POST"], "action": "allow"}]},
+    {"appId": "app4", "defaultAction": "deny", "trustDomain": "domain1", "namespace": "ns2",
+     "operations": [{"name": "/op6", "httpVerb": ["*"], "action": "allow"},
+                    {"name": "/op7/a/b/*", "httpVerb": ["*"], "action": "allow"},
+                    {"name": "/op7/a/b/c/f", "httpVerb": ["*"], "action": "allow"},
+                    {"name": "/op7/a/b*", "httpVerb": ["*"], "action": "allow"},
+                    {"name": "/op7/c/**", "httpVerb": ["*"], "action": "allow"}]},
+    {"appId": "app1", "defaultAction": "allow", "trustDomain": "public", "namespace": "ns4",
+     "operations": [{"name": "/op6", "httpVerb": ["*"], "action": "allow"}]}]}"""
+
+# src/acl/mod.rs, wildcards_and_specificity
+WILDCARDS = """{"defaultAction": "deny", "policies": [
+    {"appId": "c", "defaultAction": "deny", "trustDomain": "public", "namespace": "default",
+     "operations": [
+        {"name": "/orders", "httpVerb": ["GET"], "action": "allow"},
+        {"name": "/orders/admin", "httpVerb": ["*"], "action": "deny"},
+        {"name": "/users/*/profile", "httpVerb": ["GET"], "action": "allow"},
+        {"name": "/files/**", "httpVerb": ["GET"], "action": "allow"},
+        {"name": "/files/secret/**", "httpVerb": ["*"], "action": "deny"},
+        {"name": "/api/**/health", "httpVerb": ["GET"], "action": "allow"},
+        {"name": "/img/*.png", "httpVerb": ["GET"], "action": "allow"},
+        {"name": "/", "httpVerb": ["GET"], "action": "allow"}]}]}"""
+
+# src/acl/mod.rs, specificity_ignores_order
+SPECIFICITY = """{"defaultAction": "deny", "policies": [
+    {"appId": "c", "defaultAction": "deny", "trustDomain": "public", "namespace": "default",
+     "operations": [
+        {"name": "/users/*", "httpVerb": ["*"], "action": "deny"},
+        {"name": "/users/ann", "httpVerb": ["*"], "action": "allow"},
+        {"name": "/a/*/c", "httpVerb": ["*"], "action": "deny"},
+        {"name": "/a/b/*", "httpVerb": ["*"], "action": "allow"},
+        {"name": "/x*", "httpVerb": ["*"], "action": "deny"},
+        {"name": "/*x", "httpVerb": ["*"], "action": "allow"}]}]}"""
+
+# src/acl/mod.rs, attack_paths
+ATTACK = """{"defaultAction": "deny", "policies": [
+    {"appId": "c", "defaultAction": "allow", "trustDomain": "public", "namespace": "default",
+     "operations": [{"name": "/admin", "httpVerb": ["*"], "action": "deny"},
+                    {"name": "/orders", "httpVerb": ["GET"], "action": "allow"}]}]}"""
+
+# src/acl/mod.rs, defaults
+DEFAULTS = """{"defaultAction": "Deny", "trustDomain": "My.Domain", "policies": [
+    {"appId": "a", "trustDomain": "Other", "namespace": "d", "defaultAction": "allow",
+     "operations": [{"name": "op1", "httpVerb": ["*"], "action": "deny"}]}]}"""
+
+INBOUND = """{"app_id": "order-processor", "mode": "inbound", "access_control": %s}"""
+
+CONFIG = {
+    "good": GOOD,
+    "own-namespace": """{"app_id": "a", "namespace": "prod", "cluster_header": "x-route",
+        "apps": {"b": {"cluster": "b-prod"}, "b.default": {"cluster": "b-def"}}}""",
+    "retries": """{"app_id": "a", "apps": {"b": {"cluster": "b", "timeout_ms": 1500,
+        "max_retries": 3, "retry_on": "5xx,connect-failure"}, "c": {"cluster": "c"}}}""",
+    "inbound-open": """{"app_id": "order-processor", "mode": "inbound"}""",
+    "inbound-dapr-fixture": INBOUND % DAPR_FIXTURE,
+    "inbound-wildcards": INBOUND % WILDCARDS,
+    "inbound-defaults": INBOUND % DEFAULTS,
+    "written-by-the-runner": """{"mode":"outbound","app_id":"checkout","apps":{"order-processor":{"cluster":"to-order-processor"}}}""",
+    "refused-clash": """{"app_id": "a", "apps": {"b": {"cluster": "x"}, "b.default": {"cluster": "y"}}}""",
+    "refused-array": """["a", null, {"b": {"cluster": "b"}}, null]""",
+    "refused-mode": """{"app_id": "a", "mode": "inbound", "apps": {"b": {"cluster": "b"}}}""",
+    "refused-retry": """{"app_id": "a", "apps": {"b": {"cluster": "b", "max_retries": 101, "retry_on": "5xx"}}}""",
+}
+
+ROUTE = {
+    # src/route.rs: header_form_keeps_the_path, invoke_url_is_rewritten_with_its_query,
+    # health_endpoints_are_answered_locally, errors
+    "header": b"/orders?a=1&b=2\0order-processor",
+    "header-namespace": b"/x\0payments.prod",
+    "header-own-namespace": b"/x\0order-processor.default",
+    "invoke": b"/v1.0/invoke/order-processor/method/orders?id=7&x",
+    "invoke-deep": b"/v1.0/invoke/order-processor/method/a/b/c",
+    "invoke-method-in-query": b"/v1.0/invoke/order-processor/method/o?q=/method/x",
+    "invoke-namespace": b"/v1.0/invoke/payments.prod/method/pay\0order-processor",
+    "health": b"/v1.0/healthz/outbound?x=1\0order-processor",
+    "not-health": b"/v1.0/healthzz",
+    "no-method": b"/v1.0/invoke/order-processor?x=/method/y",
+    "empty-method": b"/v1.0/invoke/order-processor/method/?x",
+    "no-id": b"/v1.0/invoke//method/x",
+    "encoded-id": b"/v1.0/invoke/a%2Fb/method/x",
+    "two-dots": b"/x\0a.b.c",
+    "not-utf8": b"/x\0\xff\xfe",
+    "empty-header": b"/orders\0",
+    "max-length-id": b"/x\0a23456789012345678901234567890123456789012345678901234567890123",
+}
+
+
+def rows(*lines):
+    return "\n".join("\t".join(fields) for fields in lines)
+
+
+ACL = {
+    "dapr-fixture": (DAPR_FIXTURE, rows(
+        ("public", "ns1", "appX", "POST", "/op1"),
+        ("private", "ns1", "app1", "POST", "/op1"),
+        ("public", "ns1", "app1", "POST", "/Op2"),
+        ("domain1", "ns2", "app2", "PUT", "/op3/a/b"),
+        ("domain1", "ns1", "app3", "PUT", "/op5"),
+        ("domain1", "ns2", "app4", "POST", "/op7/a/b/c/d"),
+        ("domain1", "ns2", "app4", "POST", "/op7/c/d/e"),
+    )),
+    "wildcards": (WILDCARDS, rows(
+        ("public", "default", "c", "GET", "/orders/17/items"),
+        ("public", "default", "c", "GET", "/users/ann/bob/profile"),
+        ("public", "default", "c", "GET", "/api/v1/x/health/deep"),
+        ("public", "default", "c", "GET", "/img/a/logo.png"),
+        ("public", "default", "c", "get", "/?x=1"),
+        ("public", "default", "c", "PROPFIND", "/orders/admin"),
+    )),
+    "specificity": (SPECIFICITY, rows(
+        ("public", "default", "c", "GET", "/a/b/c"),
+        ("public", "default", "c", "GET", "/xx"),
+        ("public", "default", "c", "GET", "/yx"),
+    )),
+    "attack-paths": (ATTACK, rows(
+        ("public", "default", "c", "GET", "/%41dmin"),
+        ("public", "default", "c", "GET", "/x/../admin"),
+        ("public", "default", "c", "GET", "/%2e%2e/admin"),
+        ("public", "default", "c", "GET", "/admin%2F..%2Forders"),
+        ("public", "default", "c", "GET", "/%2561dmin"),
+        ("public", "default", "c", "GET", "/admin;x=1"),
+        ("public", "default", "c", "GET", "/orders?x=/admin"),
+        ("public", "default", "c", "GET", "/caf%C3%A9/"),
+        ("public", "default", "c", "GET", "/a/%2E/b"),
+    )),
+    "defaults": (DEFAULTS, rows(("other", "d", "a", "GET", "/op1/x"))),
+    "open": ("""{"defaultAction": "allow"}""", rows(("public", "default", "c", "GET", "/x%2Fy"))),
+    "refused-verb": ("""{"policies": [{"appId": "a", "trustDomain": "t", "namespace": "d",
+        "operations": [{"name": "/x", "action": "allow", "httpVerb": ["get"]}]}]}""", ""),
+}
+
+CHECKOUT = "spiffe://public/ns/default/checkout"
+
+# src/filter/tests.rs
+FILTER = {
+    "out-forward-spoofed": "out\n:method: POST\n:path: /orders?id=7\ndapr-app-id: order-processor\n"
+    "dapr-caller-app-id: admin\nx-dapr-cluster: payments-prod",
+    "out-invoke": "out\n:method: GET\n:path: /v1.0/invoke/payments.prod/method/ok/7?x=1\n"
+    "dapr-app-id: order-processor",
+    "out-health": "out\n:method: GET\n:path: /v1.0/healthz",
+    "out-unknown": "out\n:method: GET\n:path: /x\ndapr-app-id: nope",
+    "out-route": "out-route\n:method: GET\n:path: /x\ndapr-app-id: order-processor.default\nx-route: evil",
+    "out-set-fails": "out\n:method: POST\n:path: /orders\ndapr-app-id: order-processor\n"
+    "@fail set dapr-callee-app-id",
+    "out-reply-fails": "out\n:method: GET\n:path: /orders\n@fail reply",
+    "none": "none\n:method: GET\n:path: /orders\ndapr-app-id: order-processor",
+    "in-deliver": f"in\n@peer {CHECKOUT}\n:method: POST\n:path: /orders\n"
+    "dapr-caller-app-id: admin\ndapr-caller-app-id: root\ndapr-caller-namespace: kube-system",
+    "in-lowercase-method": f"in\n@peer {CHECKOUT}\n:method: post\n:path: /orders",
+    "in-denied": f"in\n@peer {CHECKOUT}\n:method: GET\n:path: /orders",
+    "in-two-ids": f"in\n@peer {CHECKOUT}, spiffe://public/ns/default/other\n:method: POST\n:path: /orders",
+    "in-no-peer": "in\n:method: POST\n:path: /orders\ndapr-caller-app-id: checkout",
+    "in-property-fails": f"in\n@peer {CHECKOUT}\n:method: POST\n:path: /orders\n"
+    "@fail property connection.uri_san_peer_certificate",
+    "in-open": "in-open\n@peer spiffe://public/ns/prod/intruder\n:method: DELETE\n:path: /anything/../at/all",
+}
+
+
+def write(target, cases):
+    d = ROOT / target
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    for name, data in cases.items():
+        (d / name).write_bytes(data if isinstance(data, bytes) else data.encode())
+
+
+def main():
+    for name, text in CONFIG.items():
+        if not name.startswith("refused"):
+            json.loads(text)  # a typo here would only weaken the seed; catch it
+    write("config", CONFIG)
+    write("route", ROUTE)
+    write("acl", {name: f"{policy}\0{reqs}" for name, (policy, reqs) in ACL.items()})
+    write("filter", FILTER)
+
+
+if __name__ == "__main__":
+    main()

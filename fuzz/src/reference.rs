@@ -1,0 +1,651 @@
+//! The references: app ids and targets, the outbound route, the access-control path and policy.
+
+/// App ids and namespaces (README "App ids"): 1 to 63 ASCII letters, digits, `-` and `_`,
+/// starting and ending with a letter or digit.
+pub fn valid_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    let edge = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+        && edge(b.first())
+        && edge(b.last())
+}
+
+/// A target as a caller names it, `<id>` or `<id>.<namespace>`, resolved against the caller's own
+/// namespace: `(app id, namespace)`, or `None` when it is not a valid target.
+pub fn target(raw: &str, own_namespace: &str) -> Option<(String, String)> {
+    let parts: Vec<&str> = raw.split('.').collect();
+    let (id, ns) = match parts.as_slice() {
+        [id] => (*id, own_namespace),
+        [id, ns] => (*id, *ns),
+        _ => return None,
+    };
+    (valid_name(id) && valid_name(ns)).then(|| (id.to_string(), ns.to_string()))
+}
+
+/// What an outbound request asks for, read the way Dapr's HTTP API documents it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asked {
+    /// `/v1.0/invoke/<id>/method/<method>[?query]`: the raw id and the path the app must get.
+    Invoke { id: String, path: String },
+    /// An invoke URL that is not of that shape (no id, no `/method/`, an empty method).
+    BadInvoke,
+    /// `/v1.0/healthz` or `/v1.0/healthz/outbound`, with any query.
+    Health,
+    /// Any other path: the `dapr-app-id` header names the app (raw bytes, possibly absent).
+    Header(Option<Vec<u8>>),
+}
+
+/// Reads a request's path (and its `dapr-app-id`) into what it asks for.
+pub fn asked(path: &str, header: Option<&[u8]>) -> Asked {
+    const PREFIX: &str = "/v1.0/invoke/";
+    if path.len() >= PREFIX.len() && &path.as_bytes()[..PREFIX.len()] == PREFIX.as_bytes() {
+        let rest = &path[PREFIX.len()..];
+        // The query starts at the first '?', wherever it is.
+        let (before_query, query) = match rest.find('?') {
+            Some(q) => (&rest[..q], Some(&rest[q + 1..])),
+            None => (rest, None),
+        };
+        // The id is everything up to the next '/'; then "/method/" and a non-empty method.
+        let slash = before_query.find('/').unwrap_or(before_query.len());
+        let id = &before_query[..slash];
+        let after = &before_query[slash..];
+        let Some(method) = after.strip_prefix("/method/") else {
+            return Asked::BadInvoke;
+        };
+        if id.is_empty() || method.is_empty() {
+            return Asked::BadInvoke;
+        }
+        let mut new_path = format!("/{method}");
+        if let Some(q) = query {
+            new_path.push('?');
+            new_path.push_str(q);
+        }
+        return Asked::Invoke {
+            id: id.to_string(),
+            path: new_path,
+        };
+    }
+    let bare = match path.find('?') {
+        Some(q) => &path[..q],
+        None => path,
+    };
+    if bare == "/v1.0/healthz" || bare == "/v1.0/healthz/outbound" {
+        return Asked::Health;
+    }
+    Asked::Header(header.map(<[u8]>::to_vec))
+}
+
+/// The access-control view of a raw `:path` (docs/access-control.md, "Normalizing the request
+/// path"), or `None` when it is refused.
+pub fn normalize(raw_path: &str) -> Option<String> {
+    // 1. The query (from the first '?') is dropped. 2. It must start with '/'.
+    let path = raw_path.split('?').next().unwrap_or("");
+    if !path.starts_with('/') {
+        return None;
+    }
+    // 3. %XX decoded once; bad escapes, and bytes no path may carry (raw or decoded), refused.
+    let is_control = |b: u8| b < 0x20 || b == 0x7f;
+    let hex = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    };
+    let raw = path.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'%' {
+            let hi = raw.get(i + 1).copied().and_then(hex)?;
+            let lo = raw.get(i + 2).copied().and_then(hex)?;
+            let v = hi * 16 + lo;
+            if is_control(v) || b"/\\%?#;".contains(&v) {
+                return None;
+            }
+            out.push(v);
+            i += 3;
+        } else {
+            if is_control(b) || b"#\\;".contains(&b) {
+                return None;
+            }
+            out.push(b);
+            i += 1;
+        }
+    }
+    let decoded = String::from_utf8(out).ok()?;
+    // 4. No '.', '..' or empty segment; one trailing '/' is dropped.
+    let body = &decoded[1..];
+    if body.is_empty() {
+        return Some("/".to_string());
+    }
+    let body = body.strip_suffix('/').unwrap_or(body);
+    if body
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return None;
+    }
+    Some(format!("/{body}"))
+}
+
+/// A Dapr SPIFFE id, `spiffe://<trust domain>/ns/<namespace>/<app id>` (docs/access-control.md,
+/// "Deciding a request"): `(trust domain, namespace, app id)`, or `None` for anything else.
+pub fn spiffe(uri: &str) -> Option<(String, String, String)> {
+    let rest = uri.strip_prefix("spiffe://")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [td, "ns", ns, app] = parts.as_slice() else {
+        return None;
+    };
+    let td_ok = !td.is_empty()
+        && td.len() <= 255
+        && td
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    (td_ok && valid_name(ns) && valid_name(app))
+        .then(|| (td.to_string(), ns.to_string(), app.to_string()))
+}
+
+pub mod acl {
+    //! Dapr's access-control rules as docs/access-control.md states them, over a configuration
+    //! read from JSON as a plain [`serde_json::Value`].
+
+    use serde_json::Value;
+
+    use super::valid_name;
+
+    pub const VERBS: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+
+    #[derive(Debug, Clone)]
+    pub struct Operation {
+        /// Lowercased segments of the name, with the leading '/' added when missing.
+        pub segments: Vec<String>,
+        pub verbs: Vec<String>,
+        pub allow: bool,
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Policy {
+        pub app_id: String,
+        pub namespace: String,
+        pub trust_domain: String,
+        pub default_allow: Option<bool>,
+        pub operations: Vec<Operation>,
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Acl {
+        pub default_allow: bool,
+        pub policies: Vec<Policy>,
+    }
+
+    fn action(v: Option<&Value>) -> Result<Option<bool>, String> {
+        match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("allow") => Ok(Some(true)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("deny") => Ok(Some(false)),
+            Some(other) => Err(format!("action {other}")),
+        }
+    }
+
+    fn string<'a>(v: Option<&'a Value>, what: &str) -> Result<Option<&'a str>, String> {
+        match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(format!("{what}: {other}")),
+        }
+    }
+
+    fn object<'a>(
+        v: &'a Value,
+        keys: &[&str],
+    ) -> Result<&'a serde_json::Map<String, Value>, String> {
+        let Value::Object(map) = v else {
+            return Err(format!("not an object: {v}"));
+        };
+        if let Some(k) = map.keys().find(|k| !keys.contains(&k.as_str())) {
+            return Err(format!("unknown key {k}"));
+        }
+        Ok(map)
+    }
+
+    fn list(v: Option<&Value>) -> Result<&[Value], String> {
+        match v {
+            None => Ok(&[]),
+            Some(Value::Array(a)) => Ok(a),
+            Some(other) => Err(format!("not a list: {other}")),
+        }
+    }
+
+    /// A SPIFFE trust domain once lowercased: 1 to 255 of `a-z 0-9 . - _`.
+    fn valid_trust_domain(td: &str) -> bool {
+        !td.is_empty()
+            && td.len() <= 255
+            && td
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    }
+
+    /// The name's segments, or why no normalized path could ever match it.
+    fn name_segments(name: &str) -> Result<Vec<String>, String> {
+        let name = if name.starts_with('/') {
+            name.to_string()
+        } else {
+            format!("/{name}")
+        };
+        if name.chars().any(|c| c.is_control() || "?#%\\;".contains(c)) {
+            return Err(format!("name {name:?} has a character no path has"));
+        }
+        if name == "/" {
+            return Ok(Vec::new());
+        }
+        let segments: Vec<String> = name[1..].split('/').map(str::to_lowercase).collect();
+        if segments
+            .iter()
+            .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return Err(format!("name {name:?} has an empty, '.' or '..' segment"));
+        }
+        if segments.iter().filter(|s| *s == "**").count() > 1 {
+            return Err(format!("name {name:?} has two '**'"));
+        }
+        Ok(segments)
+    }
+
+    impl Acl {
+        /// Reads and validates `accessControl` by the documented rules ("Configuration"): the
+        /// fields of the table, each of its type, and every refusal the docs list. `null` counts
+        /// as absent only where the field is a string.
+        pub fn from_value(v: &Value) -> Result<Acl, String> {
+            let top = object(v, &["defaultAction", "trustDomain", "policies"])?;
+            let default = action(top.get("defaultAction"))?;
+            if let Some(td) = string(top.get("trustDomain"), "trustDomain")? {
+                if !valid_trust_domain(&td.to_ascii_lowercase()) {
+                    return Err(format!("trust domain {td:?}"));
+                }
+            }
+            let raw_policies = list(top.get("policies"))?;
+            if default.is_none() && raw_policies.is_empty() {
+                return Err("neither defaultAction nor policies".into());
+            }
+            let mut policies: Vec<Policy> = Vec::new();
+            for p in raw_policies {
+                let p = object(
+                    p,
+                    &[
+                        "appId",
+                        "defaultAction",
+                        "trustDomain",
+                        "namespace",
+                        "operations",
+                    ],
+                )?;
+                let need = |k: &str| match string(p.get(k), k) {
+                    Ok(Some(s)) if !s.is_empty() => Ok(s.to_string()),
+                    Ok(_) => Err(format!("{k} missing or empty")),
+                    Err(e) => Err(e),
+                };
+                let (app_id, namespace) = (need("appId")?, need("namespace")?);
+                let trust_domain = need("trustDomain")?.to_ascii_lowercase();
+                if !valid_name(&app_id) || !valid_name(&namespace) {
+                    return Err(format!("ids {app_id:?} {namespace:?}"));
+                }
+                if !valid_trust_domain(&trust_domain) {
+                    return Err(format!("trust domain {trust_domain:?}"));
+                }
+                if policies
+                    .iter()
+                    .any(|q| q.app_id == app_id && q.namespace == namespace)
+                {
+                    return Err(format!("two policies for {app_id} in {namespace}"));
+                }
+                let default_allow = action(p.get("defaultAction"))?;
+                let mut operations: Vec<Operation> = Vec::new();
+                for o in list(p.get("operations"))? {
+                    let o = object(o, &["name", "httpVerb", "action"])?;
+                    let name = match string(o.get("name"), "name")? {
+                        Some(n) if !n.is_empty() => n,
+                        _ => return Err("operation name missing or empty".into()),
+                    };
+                    let segments = name_segments(name)?;
+                    if operations.iter().any(|x| x.segments == segments) {
+                        return Err(format!("operation {name:?} twice"));
+                    }
+                    let Some(allow) = action(o.get("action"))? else {
+                        return Err("operation action missing".into());
+                    };
+                    let mut verbs: Vec<String> = Vec::new();
+                    let raw_verbs = match o.get("httpVerb") {
+                        None | Some(Value::Null) => &[][..],
+                        Some(Value::Array(a)) => a,
+                        Some(other) => return Err(format!("httpVerb {other}")),
+                    };
+                    for v in raw_verbs {
+                        let Value::String(v) = v else {
+                            return Err(format!("verb {v}"));
+                        };
+                        if v != "*" && !VERBS.contains(&v.as_str()) {
+                            return Err(format!("verb {v:?}"));
+                        }
+                        if verbs.contains(v) {
+                            return Err(format!("verb {v:?} twice"));
+                        }
+                        verbs.push(v.clone());
+                    }
+                    operations.push(Operation {
+                        segments,
+                        verbs,
+                        allow,
+                    });
+                }
+                policies.push(Policy {
+                    app_id,
+                    namespace,
+                    trust_domain,
+                    default_allow,
+                    operations,
+                });
+            }
+            Ok(Acl {
+                default_allow: default.unwrap_or(false),
+                policies,
+            })
+        }
+
+        /// Whether the documented decision table allows the call.
+        pub fn allows(
+            &self,
+            trust_domain: &str,
+            namespace: &str,
+            app_id: &str,
+            method: &str,
+            path: &str,
+        ) -> bool {
+            // Step 1: a path normalization refuses is denied.
+            let Some(normalized) = super::normalize(path) else {
+                return false;
+            };
+            // Steps 2 and 3: the policy of (app id, namespace), in the caller's trust domain.
+            let Some(policy) = self
+                .policies
+                .iter()
+                .find(|p| p.app_id == app_id && p.namespace == namespace)
+            else {
+                return self.default_allow;
+            };
+            if !policy.trust_domain.eq_ignore_ascii_case(trust_domain) {
+                return self.default_allow;
+            }
+            let fallback = policy.default_allow.unwrap_or(self.default_allow);
+            // Step 4: the most specific matching operation, the earlier one on a tie.
+            let lowered = normalized.to_lowercase();
+            let path: Vec<&str> = if lowered == "/" {
+                Vec::new()
+            } else {
+                lowered[1..].split('/').collect()
+            };
+            let mut best: Option<&Operation> = None;
+            for op in &policy.operations {
+                if name_matches(&op.segments, &path)
+                    && best.is_none_or(|b| more_specific(&op.segments, &b.segments))
+                {
+                    best = Some(op);
+                }
+            }
+            let Some(op) = best else {
+                return fallback;
+            };
+            // Steps 5 and 6: the verb, upper-cased, listed or '*'.
+            let upper = method.to_ascii_uppercase();
+            if op.verbs.iter().any(|v| v == "*" || *v == upper) {
+                op.allow
+            } else {
+                fallback
+            }
+        }
+    }
+
+    fn rank(segment: &str) -> u8 {
+        match segment {
+            "**" => 0,
+            "*" => 1,
+            s if s.contains('*') => 2,
+            _ => 3,
+        }
+    }
+
+    /// Ranks compared left to right; a prefix loses to the longer list; equal is not more.
+    fn more_specific(a: &[String], b: &[String]) -> bool {
+        for (x, y) in a.iter().zip(b) {
+            if rank(x) != rank(y) {
+                return rank(x) > rank(y);
+            }
+        }
+        a.len() > b.len()
+    }
+
+    /// A name (its segments) against a path (its segments), by the "Matching operation names"
+    /// tables: by how the name ends.
+    pub fn name_matches(name: &[String], path: &[&str]) -> bool {
+        match name.last().map(String::as_str) {
+            None => path.is_empty(),
+            Some("*") => whole(name, path) || whole(&name[..name.len() - 1], path),
+            Some("**") => whole(name, path),
+            // A literal or a glob: the path, and everything below it.
+            Some(_) => (0..=path.len()).any(|k| whole(name, &path[..k])),
+        }
+    }
+
+    /// The name matches the whole path, segment by segment; `**` takes any number.
+    fn whole(name: &[String], path: &[&str]) -> bool {
+        match name.first().map(String::as_str) {
+            None => path.is_empty(),
+            Some("**") => (0..=path.len()).any(|i| whole(&name[1..], &path[i..])),
+            Some(seg) => match path.first() {
+                Some(p) => (seg == "*" || glob(seg, p)) && whole(&name[1..], &path[1..]),
+                None => false,
+            },
+        }
+    }
+
+    /// A segment pattern where each `*` is any run of characters, by dynamic programming over
+    /// characters: `ok[i][j]` says the first `i` pattern characters match the first `j` text ones.
+    pub fn glob(pattern: &str, text: &str) -> bool {
+        let p: Vec<char> = pattern.chars().collect();
+        let t: Vec<char> = text.chars().collect();
+        let mut ok = vec![vec![false; t.len() + 1]; p.len() + 1];
+        ok[0][0] = true;
+        for i in 1..=p.len() {
+            for j in 0..=t.len() {
+                ok[i][j] = if p[i - 1] == '*' {
+                    ok[i - 1][j] || (j > 0 && ok[i][j - 1])
+                } else {
+                    j > 0 && ok[i - 1][j - 1] && p[i - 1] == t[j - 1]
+                };
+            }
+        }
+        ok[p.len()][t.len()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acl::{glob, Acl};
+    use super::*;
+
+    #[test]
+    fn names_and_targets() {
+        assert!(valid_name("order-processor") && valid_name("A_1") && valid_name("a"));
+        for bad in ["", "-a", "a_", "a b", "a.b", "é", &"a".repeat(64)] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+        assert_eq!(target("a", "d"), Some(("a".into(), "d".into())));
+        assert_eq!(target("a.p", "d"), Some(("a".into(), "p".into())));
+        for bad in ["a.b.c", "a.", ".b", "", "a%2e"] {
+            assert_eq!(target(bad, "d"), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn route_examples_from_dapr_docs() {
+        let inv = |id: &str, path: &str| Asked::Invoke {
+            id: id.into(),
+            path: path.into(),
+        };
+        assert_eq!(
+            asked("/v1.0/invoke/op/method/orders?x=1", None),
+            inv("op", "/orders?x=1")
+        );
+        assert_eq!(asked("/v1.0/invoke/op/method/a/b", None), inv("op", "/a/b"));
+        assert_eq!(
+            asked("/v1.0/invoke/op/method/o?q=/method/x", None),
+            inv("op", "/o?q=/method/x")
+        );
+        assert_eq!(asked("/v1.0/invoke/op/method/?x", None), Asked::BadInvoke);
+        assert_eq!(asked("/v1.0/invoke//method/x", None), Asked::BadInvoke);
+        assert_eq!(asked("/v1.0/invoke/op?x=/method/y", None), Asked::BadInvoke);
+        assert_eq!(asked("/v1.0/healthz/outbound?x", None), Asked::Health);
+        assert_eq!(asked("/v1.0/healthzz", None), Asked::Header(None));
+        assert_eq!(
+            asked("/x", Some(b"op")),
+            Asked::Header(Some(b"op".to_vec()))
+        );
+    }
+
+    #[test]
+    fn normalization_table_from_the_docs() {
+        for (raw, want) in [
+            ("/admin/", Some("/admin")),
+            ("/admin/?x=1", Some("/admin")),
+            ("/%41dmin", Some("/Admin")),
+            ("/orders?x=/admin", Some("/orders")),
+            ("/", Some("/")),
+            ("/caf%C3%A9", Some("/café")),
+            ("/x/../admin", None),
+            ("/%2e%2e/admin", None),
+            ("//admin", None),
+            ("/./admin", None),
+            ("/a//", None),
+            ("/admin%2F..%2Forders", None),
+            ("/%2561dmin", None),
+            ("/admin%00", None),
+            ("/admin;x=1", None),
+            ("/admin%zz", None),
+            ("/a%C3", None),
+            ("admin", None),
+        ] {
+            assert_eq!(normalize(raw).as_deref(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn spiffe_ids() {
+        assert_eq!(
+            spiffe("spiffe://public/ns/default/checkout"),
+            Some(("public".into(), "default".into(), "checkout".into()))
+        );
+        for bad in [
+            "spiffe://Public/ns/d/a",
+            "spiffe://p/ns/d/a/",
+            "spiffe://p/nss/d/a",
+            "spiffe:///ns/d/a",
+            "spiffe://p/ns/d.x/a",
+            "https://p/ns/d/a",
+        ] {
+            assert_eq!(spiffe(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("a*", "abc") && glob("*c", "abc") && glob("*a*b*", "xaxxbx"));
+        assert!(!glob("*a*b*", "xbxxax") && !glob("a*", "b") && !glob("", "a"));
+        assert!(glob("é*", "éa") && glob("**", ""));
+    }
+
+    /// The rows of docs/access-control.md's "Matching operation names" and the filter's own
+    /// specificity examples.
+    #[test]
+    fn the_documented_matching_rules() {
+        let acl = Acl::from_value(
+            &serde_json::from_str(
+                r#"{"defaultAction": "deny", "policies": [{"appId": "c", "namespace": "d",
+                "trustDomain": "Public", "defaultAction": "deny", "operations": [
+                {"name": "/orders", "httpVerb": ["GET"], "action": "allow"},
+                {"name": "/orders/admin", "httpVerb": ["*"], "action": "deny"},
+                {"name": "/users/*/profile", "httpVerb": ["GET"], "action": "allow"},
+                {"name": "/files/**", "httpVerb": ["GET"], "action": "allow"},
+                {"name": "/api/**/health", "httpVerb": ["GET"], "action": "allow"},
+                {"name": "/img/*.png", "httpVerb": ["GET"], "action": "allow"},
+                {"name": "op1/*", "httpVerb": ["GET"], "action": "allow"},
+                {"name": "/", "httpVerb": ["GET"], "action": "allow"}]}]}"#,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let ok = |m: &str, p: &str| acl.allows("public", "d", "c", m, p);
+        for p in [
+            "/orders",
+            "/orders/17/items",
+            "/users/ann/profile",
+            "/files",
+            "/files/a/b",
+            "/api/health",
+            "/api/v1/x/health/deep",
+            "/img/logo.png",
+            "/op1",
+            "/op1/x",
+            "/",
+            "/ORDERS/?x",
+        ] {
+            assert!(ok("get", p), "{p}");
+        }
+        for p in [
+            "/orders/admin",
+            "/orders/admin/x",
+            "/ordersx",
+            "/users/ann/bob/profile",
+            "/users/profile",
+            "/api/v1/x",
+            "/img/a/logo.png",
+            "/op1/x/y",
+            "/other",
+            "//orders",
+        ] {
+            assert!(!ok("GET", p), "{p}");
+        }
+        assert!(!ok("POST", "/orders"));
+        assert!(!acl.allows("other", "d", "c", "GET", "/orders"));
+        assert!(!acl.allows("public", "d", "x", "GET", "/orders"));
+    }
+
+    #[test]
+    fn the_documented_refusals() {
+        for bad in [
+            r#"{}"#,
+            r#"{"defaultAction": "maybe"}"#,
+            r#"{"defaultAction": "allow", "trustDomain": "a/b"}"#,
+            r#"{"defaultAction": "allow", "policies": [{"appId": "a", "namespace": "d"}]}"#,
+            r#"{"policies": [{"appId": "a", "namespace": "d", "trustDomain": "t"},
+                              {"appId": "a", "namespace": "d", "trustDomain": "u"}]}"#,
+            r#"{"policies": [{"appId": "a", "namespace": "d", "trustDomain": "t",
+                "operations": [{"name": "/x"}]}]}"#,
+            r#"{"policies": [{"appId": "a", "namespace": "d", "trustDomain": "t",
+                "operations": [{"name": "/x", "action": "allow", "httpVerb": ["get"]}]}]}"#,
+            r#"{"policies": [{"appId": "a", "namespace": "d", "trustDomain": "t",
+                "operations": [{"name": "/x", "action": "allow"}, {"name": "X", "action": "deny"}]}]}"#,
+            r#"{"policies": [{"appId": "a", "namespace": "d", "trustDomain": "t",
+                "operations": [{"name": "/**/a/**", "action": "allow"}]}]}"#,
+            r#"{"policies": [{"appId": "a", "namespace": "d", "trustDomain": "t",
+                "operations": [{"name": "/a/", "action": "allow"}]}]}"#,
+        ] {
+            let v: serde_json::Value = serde_json::from_str(bad).unwrap();
+            assert!(Acl::from_value(&v).is_err(), "{bad}");
+        }
+    }
+}
