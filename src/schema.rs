@@ -477,4 +477,30 @@ mod tests {
             e
         );
     }
+
+    /// Found by the `config` fuzz target: with several bad fields, `check()` named another one
+    /// first than the filter's load did.
+    #[test]
+    fn check_and_load_name_the_same_field_first() {
+        let env = |_: &str| Some("t".to_string());
+        let json = r#"{"app_id": "a", "api_token_env": "BAD`NAME", "max_body_bytes": 0,
+            "app_channel": {"protocol": "ht{tp", "channel_address": "127.0.0.1"},
+            "apps": {"-b": {"cluster": "b"}}}"#;
+        let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+        // Fix the fields one by one, in the order the filter names them.
+        for fix in ["app_channel", "max_body_bytes", "api_token_env", "apps"] {
+            let schema: PluginConfig = serde_json::from_value(v.clone()).unwrap();
+            let load = Config::load(v.to_string().as_bytes(), &env).unwrap_err();
+            assert_eq!(schema.check().unwrap_err(), load);
+            assert!(load.to_string().contains(&format!("`{fix}")), "{load}");
+            v.as_object_mut().unwrap().remove(fix);
+            if fix == "apps" {
+                v["apps"] = serde_json::json!({"b": {"cluster": "b"}});
+            }
+        }
+        assert_eq!(
+            Config::load(v.to_string().as_bytes(), &env).map(drop),
+            Ok(())
+        );
+    }
 }
