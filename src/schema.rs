@@ -303,7 +303,19 @@ impl TryFrom<RawPluginConfig> for PluginConfig {
 
 impl<'de> Deserialize<'de> for PluginConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = RawPluginConfig::deserialize(deserializer)?;
+        // Only from an object, as the filter reads it: the derived struct alone would also take
+        // an array of the fields in order.
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = RawPluginConfig;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawPluginConfig, A::Error> {
+                RawPluginConfig::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        let raw = deserializer.deserialize_map(Fields)?;
         PluginConfig::try_from(raw).map_err(de::Error::custom)
     }
 }
@@ -476,6 +488,18 @@ mod tests {
             Config::from_json(json.as_bytes()).unwrap_err().to_string(),
             e
         );
+    }
+
+    /// Found by the `config` fuzz target: the schema read a JSON array of the fields in order,
+    /// which the filter refuses.
+    #[test]
+    fn only_an_object_is_a_config() {
+        let array = r#"["a", null, "outbound", {"b": {"cluster": "b"}}, null, null]"#;
+        let e = serde_json::from_str::<PluginConfig>(array).unwrap_err();
+        assert!(e.to_string().contains("expected a JSON object"), "{e}");
+        assert!(Config::from_json(array.as_bytes()).is_err());
+        let object = r#"{"app_id": "a", "apps": {"b": {"cluster": "b"}}}"#;
+        assert!(serde_json::from_str::<PluginConfig>(object).is_ok());
     }
 
     /// Found by the `config` fuzz target: with several bad fields, `check()` named another one
