@@ -85,32 +85,56 @@ CONFIG = {
     "inbound-wildcards": INBOUND % WILDCARDS,
     "inbound-defaults": INBOUND % DEFAULTS,
     "written-by-the-runner": """{"mode":"outbound","app_id":"checkout","apps":{"order-processor":{"cluster":"to-order-processor"}}}""",
+    "api-and-body": """{"app_id": "checkout", "api_token_env": "DAPR_API_TOKEN", "max_body_bytes": 4194304,
+        "app_channel": {"port": 6001, "protocol": "http", "channel_address": "127.0.0.1", "max_concurrency": 4,
+          "health": {"path": "/healthz", "interval": "5s", "timeout": "500ms", "threshold": 3}},
+        "apps": {"order-processor": {"cluster": "order-processor"}}}""",
     "refused-clash": """{"app_id": "a", "apps": {"b": {"cluster": "x"}, "b.default": {"cluster": "y"}}}""",
     "refused-array": """["a", null, {"b": {"cluster": "b"}}, null]""",
     "refused-mode": """{"app_id": "a", "mode": "inbound", "apps": {"b": {"cluster": "b"}}}""",
     "refused-retry": """{"app_id": "a", "apps": {"b": {"cluster": "b", "max_retries": 101, "retry_on": "5xx"}}}""",
 }
 
+# Fields: path, then dapr-app-id, :method, authorization, dapr-api-token (NUL-separated).
+def route(path, app_id=None, method=None, authorization=None, token=None):
+    fields = [path, app_id, method, authorization, token]
+    while fields and fields[-1] is None:
+        fields.pop()
+    return b"\0".join((f or "").encode() if isinstance(f, str) or f is None else f for f in fields)
+
+
+BASIC_OP = "Basic ZGFwci1hcHAtaWQ6b3JkZXItcHJvY2Vzc29y"  # dapr-app-id:order-processor
+
 ROUTE = {
     # src/route.rs: header_form_keeps_the_path, invoke_url_is_rewritten_with_its_query,
-    # health_endpoints_are_answered_locally, errors
-    "header": b"/orders?a=1&b=2\0order-processor",
-    "header-namespace": b"/x\0payments.prod",
-    "header-own-namespace": b"/x\0order-processor.default",
-    "invoke": b"/v1.0/invoke/order-processor/method/orders?id=7&x",
-    "invoke-deep": b"/v1.0/invoke/order-processor/method/a/b/c",
-    "invoke-method-in-query": b"/v1.0/invoke/order-processor/method/o?q=/method/x",
-    "invoke-namespace": b"/v1.0/invoke/payments.prod/method/pay\0order-processor",
-    "health": b"/v1.0/healthz/outbound?x=1\0order-processor",
-    "not-health": b"/v1.0/healthzz",
-    "no-method": b"/v1.0/invoke/order-processor?x=/method/y",
-    "empty-method": b"/v1.0/invoke/order-processor/method/?x",
-    "no-id": b"/v1.0/invoke//method/x",
-    "encoded-id": b"/v1.0/invoke/a%2Fb/method/x",
-    "two-dots": b"/x\0a.b.c",
-    "not-utf8": b"/x\0\xff\xfe",
-    "empty-header": b"/orders\0",
-    "max-length-id": b"/x\0a23456789012345678901234567890123456789012345678901234567890123",
+    # health_endpoints_are_answered_locally, metadata_is_the_sidecars_own, the token, basic auth,
+    # encoded ids, errors
+    "header": route("/orders?a=1&b=2", "order-processor", "POST"),
+    "header-namespace": route("/x", "payments.prod"),
+    "header-own-namespace": route("/x", "order-processor.default"),
+    "invoke": route("/v1.0/invoke/order-processor/method/orders?id=7&x"),
+    "invoke-deep": route("/v1.0/invoke/order-processor/method/a/b/c"),
+    "invoke-method-in-query": route("/v1.0/invoke/order-processor/method/o?q=/method/x"),
+    "invoke-namespace": route("/v1.0/invoke/payments.prod/method/pay", "order-processor"),
+    "invoke-encoded-id": route("/v1.0/invoke/order%2Dprocessor/method/x"),
+    "invoke-twice-encoded-id": route("/v1.0/invoke/order%252Dprocessor.default/method/x"),
+    "health": route("/v1.0/healthz/outbound?x=1", "order-processor", "GET"),
+    "health-appid": route("/v1.0/healthz/?appid=checkout&x", None, "GET"),
+    "health-post": route("/v1.0/healthz", "order-processor", "POST"),
+    "metadata": route("/v1.0/metadata/", None, "GET"),
+    "metadata-put": route("/v1.0/metadata/key", None, "PUT"),
+    "basic-auth": route("/orders", None, "POST", BASIC_OP),
+    "token": route("/orders", "order-processor", "POST", None, "s3cret"),
+    "token-health": route("/v1.0/healthz", None, "GET", None, "wrong"),
+    "not-health": route("/v1.0/healthzz"),
+    "no-method": route("/v1.0/invoke/order-processor?x=/method/y"),
+    "empty-method": route("/v1.0/invoke/order-processor/method/?x"),
+    "no-id": route("/v1.0/invoke//method/x"),
+    "encoded-slash-id": route("/v1.0/invoke/a%2Fb/method/x"),
+    "two-dots": route("/x", "a.b.c"),
+    "not-utf8": route("/x", b"\xff\xfe"),
+    "empty-header": route("/orders", ""),
+    "max-length-id": route("/x", "a23456789012345678901234567890123456789012345678901234567890123"),
 }
 
 
@@ -163,14 +187,23 @@ CHECKOUT = "spiffe://public/ns/default/checkout"
 # src/filter/tests.rs
 FILTER = {
     "out-forward-spoofed": "out\n:method: POST\n:path: /orders?id=7\ndapr-app-id: order-processor\n"
-    "dapr-caller-app-id: admin\nx-dapr-cluster: payments-prod",
+    "dapr-caller-app-id: admin\nx-dapr-cluster: payments-prod\ncontent-length: 12",
     "out-invoke": "out\n:method: GET\n:path: /v1.0/invoke/payments.prod/method/ok/7?x=1\n"
     "dapr-app-id: order-processor",
     "out-health": "out\n:method: GET\n:path: /v1.0/healthz",
+    "out-metadata": "out\n:method: GET\n:path: /v1.0/metadata",
     "out-unknown": "out\n:method: GET\n:path: /x\ndapr-app-id: nope",
-    "out-route": "out-route\n:method: GET\n:path: /x\ndapr-app-id: order-processor.default\nx-route: evil",
+    "out-basic-auth": f"out\n:method: POST\n:path: /orders\nauthorization: {BASIC_OP}",
+    "out-too-long": "out\n:method: POST\n:path: /orders\ndapr-app-id: order-processor\ncontent-length: 1025",
+    "out-chunked": "out\n:method: POST\n:path: /orders\ndapr-app-id: order-processor\n"
+    "@body 1000\n@body 24\n@body 1",
+    "out-route": "out-route\n:method: GET\n:path: /x\ndapr-app-id: order-processor.default\nx-route: evil\n"
+    "dapr-api-token: s3cret",
+    "out-route-no-token": "out-route\n:method: GET\n:path: /x\ndapr-app-id: payments",
     "out-set-fails": "out\n:method: POST\n:path: /orders\ndapr-app-id: order-processor\n"
     "@fail set dapr-callee-app-id",
+    "out-remove-fails": f"out\n:method: POST\n:path: /orders\nauthorization: {BASIC_OP}\n"
+    "@fail remove authorization",
     "out-reply-fails": "out\n:method: GET\n:path: /orders\n@fail reply",
     "none": "none\n:method: GET\n:path: /orders\ndapr-app-id: order-processor",
     "in-deliver": f"in\n@peer {CHECKOUT}\n:method: POST\n:path: /orders\n"
@@ -182,6 +215,87 @@ FILTER = {
     "in-property-fails": f"in\n@peer {CHECKOUT}\n:method: POST\n:path: /orders\n"
     "@fail property connection.uri_san_peer_certificate",
     "in-open": "in-open\n@peer spiffe://public/ns/prod/intruder\n:method: DELETE\n:path: /anything/../at/all",
+}
+
+
+# cli/src/resiliency/duration.rs tests: Go's forms, and the bad ones.
+DURATION = {f"d{i:02}": text for i, text in enumerate([
+    "5s", "500ms", "1m30s", "1.5h", ".5s", "5.s", "+5s", "0", "-0", "500us", "500\u00b5s",
+    "500\u03bcs", "7ns", "1h2m3s4ms5us6ns", "0.000000001s", "1.0000000000000000000001s",
+    "2562047h47m16.854775807s", "2562047h47m16.854775808s", "", "5", "5x", "5 s", ".s", "-1s",
+    "99999999999999999999h", "1500", "-5",
+])}
+
+ROOT_DIR = pathlib.Path(__file__).resolve().parent.parent
+
+# cli/src/runfile tests and samples/dapr.yaml; app dirs a, b, checkout and order-processor exist
+# in the target's scratch directory, with config.yaml and resources/.
+RUNFILE = {
+    "samples": (ROOT_DIR / "samples" / "dapr.yaml").read_text(),
+    "quickstart": """version: 1
+common:
+  resourcesPath: ./resources/
+apps:
+  - appDirPath: ./order-processor/
+    appID: order-processor
+    appPort: 6001
+    configFilePath: config.yaml
+    command: ["python3", "app.py"]
+  - appID: checkout
+    appDirPath: ./checkout/
+    command: ["python3", "app.py"]
+    env:
+      DEBUG: true
+      RETRIES: 3
+""",
+    "common": """version: 1
+common:
+  env: {LEVEL: common, SHARED: yes}
+  logLevel: debug
+  appProtocol: grpc
+apps:
+  - appID: a
+    appDirPath: a
+    command: [a]
+    env: {LEVEL: app}
+    logLevel: error
+    daprHTTPPort: 3502
+  - appID: b
+    appDirPath: b
+    command: [b]
+    metricsPort: 9090
+""",
+    "typo": "version: 1\napps:\n  - appID: a\n    appDirPath: a\n    comand: [a]\n",
+    "clash": "version: 1\napps:\n  - appID: a\n    appDirPath: a\n    command: [a]\n    appPort: 6001\n"
+    "  - appID: b\n    appDirPath: b\n    command: [b]\n    daprHTTPPort: 6001\n",
+    "unclosed": "version: 1\napps: [",
+}
+
+# cli/src/dapr_config.rs and cli/src/resiliency tests, samples/.
+DAPR_YAML = {
+    "configuration": (ROOT_DIR / "samples" / "config.yaml").read_text(),
+    "resiliency": (ROOT_DIR / "samples" / "resources" / "resiliency.yaml").read_text(),
+    "resiliency-timeouts": """kind: Resiliency
+spec:
+  policies:
+    timeouts:
+      general: 1m30s
+      fast: 500
+    retries:
+      expo:
+        policy: exponential
+        maxInterval: 10s
+        maxRetries: 3
+        matching:
+          httpStatusCodes: 500-503,429
+  targets:
+    apps:
+      order-processor:
+        timeout: general
+        retry: expo
+""",
+    "two-documents": "kind: Component\nspec: {}\n---\nkind: Configuration\nspec:\n  tracing: {}\n",
+    "component": "kind: Component\nspec: {}\n",
 }
 
 
@@ -201,6 +315,9 @@ def main():
     write("route", ROUTE)
     write("acl", {name: f"{policy}\0{reqs}" for name, (policy, reqs) in ACL.items()})
     write("filter", FILTER)
+    write("duration", DURATION)
+    write("runfile", RUNFILE)
+    write("dapr_yaml", DAPR_YAML)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-//! The plugin configuration, as bytes: `Config::from_json` (what the filter runs at load) and the
-//! typed schema `PluginConfig` (what the runner writes).
+//! The plugin configuration, as bytes: `Config::load` (what the filter runs at load; here with an
+//! environment that has every variable, so `api_token_env` resolves) and the typed schema
+//! `PluginConfig` (what the runner writes).
 //!
 //! Properties:
 //! - neither panics, whatever the bytes;
@@ -7,8 +8,8 @@
 //!   passes `check()`, and when the schema reads them and the check refuses, the loader refuses
 //!   with the same error;
 //! - a configuration that loads serializes back (serde_json of its `PluginConfig`) to JSON that
-//!   loads to an equivalent configuration: the same role, ids, namespace, cluster header and app
-//!   count, the same resolution of every configured target and of a sample of others, and the
+//!   loads to an equivalent configuration: the same role, ids, namespace, cluster header, API
+//!   token, app channel, body limit and app count, the same resolution of every configured target and of a sample of others, and the
 //!   same access-control verdicts on a sample of callers and paths; and that JSON is a fixed
 //!   point (reading and writing it again gives the same text);
 //! - the access-control parser alone (`AccessControl::from_json`) never panics on the bytes.
@@ -20,9 +21,16 @@ use dapr_invoke::ids::Target;
 use dapr_invoke::schema::PluginConfig;
 use libfuzzer_sys::fuzz_target;
 
+/// The VM's environment: every variable set, so that `api_token_env` is checked as `check()`
+/// checks it (by its name alone).
+fn env(name: &str) -> Option<String> {
+    Some(format!("token-of-{name}"))
+}
+
 fuzz_target!(|data: &[u8]| {
     let _ = AccessControl::from_json(data);
-    let loaded = Config::from_json(data);
+    let _ = Config::from_json(data);
+    let loaded = Config::load(data, &env);
     let schema = serde_json::from_slice::<PluginConfig>(data);
     let config = match (&loaded, schema) {
         (Ok(_), Ok(config)) => config,
@@ -45,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
     );
 
     let json = serde_json::to_string(&config).expect("a PluginConfig serializes");
-    let again = match Config::from_json(json.as_bytes()) {
+    let again = match Config::load(json.as_bytes(), &env) {
         Ok(c) => c,
         Err(e) => panic!("written back as {json}\nit no longer loads: {e}"),
     };

@@ -1,19 +1,23 @@
-//! The request glue, `filter::on_request_headers`, on the fake host: arbitrary header bytes, an
-//! optional peer certificate, host calls that fail (input format: `dapr_invoke_fuzz::input::filter`).
+//! The request glue, `filter::on_request_headers` and `on_request_body`, on the fake host:
+//! arbitrary header bytes, an optional peer certificate, host calls that fail, body pieces
+//! (input format: `dapr_invoke_fuzz::input::filter`).
 //!
-//! The first line picks the configuration: `out` (checkout's outbound filter), `out-route`
-//! (another namespace and cluster header), `in` (order-processor's inbound filter with a policy),
-//! `in-open` (inbound, no policy), `none` (no configuration accepted); anything else picks one by
-//! its length.
+//! The first line picks the configuration: `out` (checkout's outbound filter, with a 1 KiB body
+//! limit), `out-route` (another namespace and cluster header, and an API token), `in`
+//! (order-processor's inbound filter with a policy), `in-open` (inbound, no policy), `none` (no
+//! configuration accepted); anything else picks one by its length.
 //!
 //! Properties:
 //! - it never panics, and answers at most once; a request it lets through got no answer, and a
 //!   request it stops got exactly one (unless sending it is the call that fails);
 //! - outbound, a request let through carries exactly one cluster header, the cluster of the app
-//!   the request named (reference reading of the invoke URL, else the first `dapr-app-id`), never
-//!   a value the request set; the identity headers hold the sidecar's values, once each; an invoke
-//!   URL is rewritten to its method path; and with no failing host call, every request the
-//!   reference forwards is let through;
+//!   the request named (the reference reading of the invoke URL, `dapr-app-id` or basic-auth),
+//!   never a value the request set; the identity headers hold the sidecar's values, once each;
+//!   an invoke URL is rewritten to its method path; an `authorization` that named the app is
+//!   removed; with no failing host call, it forwards exactly what the reference forwards and
+//!   answers with the reference's status otherwise;
+//! - outbound with a body limit, a body over the limit never passes whole: refused up front by
+//!   its `content-length`, or with 413 at the piece that goes over;
 //! - inbound, a request let through has exactly one valid SPIFFE id in its peer certificate, the
 //!   caller headers hold it once each, the documented policy allows the call, and a method sent in
 //!   lower case is delivered upper-case, as checked; with no failing host call, every call the
@@ -22,9 +26,9 @@
 
 use dapr_invoke::config::Config;
 use dapr_invoke::filter::fake::FakeHost;
-use dapr_invoke::filter::{on_request_headers, Next};
+use dapr_invoke::filter::{on_request_body, on_request_headers, Body, Next};
 use dapr_invoke_fuzz::input::{self, FilterRequest};
-use dapr_invoke_fuzz::reference::{self, acl::Acl, Asked};
+use dapr_invoke_fuzz::reference::{self, acl::Acl, Asked, Headers};
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 
@@ -47,6 +51,8 @@ struct Outbound {
     config: Config,
     namespace: &'static str,
     cluster_header: &'static str,
+    api_token: Option<&'static [u8]>,
+    max_body: Option<u64>,
     apps: &'static [App],
 }
 
@@ -59,17 +65,22 @@ struct Fixtures {
 }
 
 static FIXTURES: LazyLock<Fixtures> = LazyLock::new(|| {
-    let load = |json: &str| Config::from_json(json.as_bytes()).expect("the fixture loads");
+    let env = |name: &str| (name == "DAPR_API_TOKEN").then(|| "s3cret".to_string());
+    let load = |json: &str| Config::load(json.as_bytes(), &env).expect("the fixture loads");
     Fixtures {
         out: Outbound {
             config: load(
-                r#"{"app_id": "checkout", "apps": {
+                r#"{"app_id": "checkout", "max_body_bytes": 1024,
+                "app_channel": {"port": 6001, "protocol": "http", "channel_address": "127.0.0.1"},
+                "apps": {
                 "order-processor": {"cluster": "order-processor", "timeout_ms": 1500,
                                     "max_retries": 2, "retry_on": "5xx"},
                 "payments.prod": {"cluster": "payments-prod"}}}"#,
             ),
             namespace: "default",
             cluster_header: "x-dapr-cluster",
+            api_token: None,
+            max_body: Some(1024),
             apps: &[
                 (
                     "order-processor",
@@ -87,10 +98,13 @@ static FIXTURES: LazyLock<Fixtures> = LazyLock::new(|| {
         out_route: Outbound {
             config: load(
                 r#"{"app_id": "checkout", "namespace": "prod", "cluster_header": "x-route",
+                "api_token_env": "DAPR_API_TOKEN",
                 "apps": {"order-processor.default": {"cluster": "op"}, "payments": {"cluster": "pay"}}}"#,
             ),
             namespace: "prod",
             cluster_header: "x-route",
+            api_token: Some(b"s3cret"),
+            max_body: None,
             apps: &[
                 ("order-processor", "default", "op", &[]),
                 ("payments", "prod", "pay", &[]),
@@ -132,7 +146,8 @@ fuzz_target!(|data: &[u8]| {
         3 => Some(&f.inbound_open),
         _ => None,
     };
-    let next = on_request_headers(&host, 7, config);
+    let mut body = Body::default();
+    let next = on_request_headers(&host, 7, config, &mut body);
 
     let replies = host.replies();
     let reply_fails = req.failing.iter().any(|c| c == "reply");
@@ -142,16 +157,16 @@ fuzz_target!(|data: &[u8]| {
         Next::Stop => {
             assert_eq!(replies.len(), 1, "stopped with {} answers", replies.len());
             let r = &replies[0];
-            if r.status != 204 {
+            if r.headers.iter().any(|(_, v)| v == "application/json") && r.status != 200 {
                 let body: serde_json::Value =
                     serde_json::from_str(r.body_text()).expect("a JSON error body");
-                assert_eq!(body["errorCode"], "ERR_DIRECT_INVOKE");
+                assert!(body["errorCode"].is_string(), "{body}");
             }
         }
     }
     match choice {
-        0 => outbound(&f.out, &req, &host, next),
-        1 => outbound(&f.out_route, &req, &host, next),
+        0 => outbound(&f.out, &req, &host, next, &mut body),
+        1 => outbound(&f.out_route, &req, &host, next, &mut body),
         2 => inbound(Some(&f.policy), &req, &host, next),
         3 => inbound(None, &req, &host, next),
         _ => assert_eq!(next, Next::Stop, "no configuration, yet let through"),
@@ -166,29 +181,82 @@ fn first<'a>(req: &'a FilterRequest, name: &str) -> Option<&'a [u8]> {
         .map(|(_, v)| v.as_slice())
 }
 
-fn outbound(o: &Outbound, req: &FilterRequest, host: &FakeHost, next: Next) {
-    let path = first(req, ":path").unwrap_or_default();
-    // The app the reference says the request names, and the new path, if it forwards.
-    let want = std::str::from_utf8(path).ok().and_then(|path| {
-        let (raw, new_path) = match reference::asked(path, first(req, "dapr-app-id")) {
-            Asked::Invoke { id, path } => (id, Some(path)),
-            Asked::Header(Some(h)) => (String::from_utf8(h).ok()?, None),
-            _ => return None,
-        };
-        let (id, ns) = reference::target(&raw, o.namespace)?;
-        let app = o.apps.iter().find(|(a, n, _, _)| *a == id && *n == ns)?;
-        Some((app, new_path))
+/// What the reference says of an outbound request: the app it goes to (with the new path and
+/// whether `authorization` goes), or the status it is answered with.
+enum Want {
+    Forward(&'static App, Option<String>, bool),
+    Answer(u32),
+}
+
+fn want(o: &Outbound, req: &FilterRequest) -> Want {
+    let Ok(path) = std::str::from_utf8(first(req, ":path").unwrap_or_default()) else {
+        return Want::Answer(404);
+    };
+    let headers = Headers {
+        method: first(req, ":method"),
+        app_id: first(req, "dapr-app-id"),
+        authorization: first(req, "authorization"),
+        api_token: first(req, "dapr-api-token"),
+    };
+    match reference::asked(path, &headers, "checkout", o.api_token) {
+        Asked::Call {
+            id,
+            path,
+            drop_authorization,
+        } => {
+            let Some((id, ns)) = std::str::from_utf8(&id)
+                .ok()
+                .and_then(|id| reference::target(id, o.namespace))
+            else {
+                return Want::Answer(400);
+            };
+            match o.apps.iter().find(|(a, n, _, _)| *a == id && *n == ns) {
+                Some(app) => Want::Forward(app, path, drop_authorization),
+                None => Want::Answer(500),
+            }
+        }
+        Asked::Answer { status, .. } => Want::Answer(status),
+        Asked::Metadata => Want::Answer(200),
+    }
+}
+
+/// Every value of a header as sent, as text.
+fn sent(req: &FilterRequest, name: &str) -> Vec<String> {
+    req.headers
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+fn outbound(o: &Outbound, req: &FilterRequest, host: &FakeHost, next: Next, body: &mut Body) {
+    // A content-length as Envoy lets it through: digits (Envoy refuses anything else).
+    let length = first(req, "content-length").map(|l| {
+        std::str::from_utf8(l)
+            .ok()
+            .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|l| l.parse::<u64>().ok())
     });
+    let too_long = matches!((length, o.max_body), (Some(Some(l)), Some(max)) if l > max);
+    let envoy_valid = !matches!(length, Some(None));
+    let want = want(o, req);
     if next == Next::Stop {
-        assert!(
-            !req.failing.is_empty() || want.is_none(),
-            "refused a request the reference forwards: {req:?}"
-        );
+        let status = host.replies().first().map(|r| r.status);
+        match &want {
+            _ if !req.failing.is_empty() || !envoy_valid => {}
+            Want::Forward(..) if too_long => assert_eq!(status, Some(413), "{req:?}"),
+            Want::Forward(..) => panic!("refused a request the reference forwards: {req:?}"),
+            Want::Answer(s) => assert_eq!(status, Some(*s), "{req:?}"),
+        }
         return;
     }
-    let Some(((app_id, _, cluster, policy), new_path)) = want else {
-        panic!("let through a request that names no configured app: {req:?}");
+    let Want::Forward((app_id, _, cluster, policy), new_path, drop_authorization) = want else {
+        panic!("let through a request the reference answers: {req:?}");
     };
+    assert!(
+        !too_long,
+        "let through a body longer than the limit: {req:?}"
+    );
     let once = |name: &str, value: &str| {
         assert_eq!(host.header(name), [value], "{name} after {req:?}");
     };
@@ -201,18 +269,51 @@ fn outbound(o: &Outbound, req: &FilterRequest, host: &FakeHost, next: Next) {
     }
     match new_path {
         Some(p) => once(":path", &p),
-        None => {
-            let sent: Vec<String> = req
-                .headers
-                .iter()
-                .filter(|(n, _)| n == ":path")
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-                .collect();
-            assert_eq!(
-                host.header(":path"),
-                sent,
-                "the path changed without an invoke URL"
-            );
+        None => assert_eq!(
+            host.header(":path"),
+            sent(req, ":path"),
+            "path changed: {req:?}"
+        ),
+    }
+    if drop_authorization {
+        assert!(host.header("authorization").is_empty(), "{req:?}");
+    } else {
+        assert_eq!(
+            host.header("authorization"),
+            sent(req, "authorization"),
+            "{req:?}"
+        );
+    }
+
+    // The body: without a length, counted as it passes; never more than the limit gets through.
+    let (Some(max), None) = (o.max_body, length) else {
+        for size in &req.body {
+            assert_eq!(on_request_body(host, 7, body, *size), Next::Continue);
+        }
+        return;
+    };
+    let mut passed: u64 = 0;
+    for size in &req.body {
+        let before = host.replies().len();
+        match on_request_body(host, 7, body, *size) {
+            Next::Continue => {
+                passed += *size as u64;
+                assert!(
+                    passed <= max,
+                    "{passed} bytes passed, the limit is {max}: {req:?}"
+                );
+            }
+            Next::Stop => {
+                assert!(
+                    passed + *size as u64 > max,
+                    "stopped at {passed} + {size}: {req:?}"
+                );
+                if !req.failing.iter().any(|c| c == "reply") {
+                    assert_eq!(host.replies().len(), before + 1);
+                    assert_eq!(host.replies().last().map(|r| r.status), Some(413));
+                }
+                return;
+            }
         }
     }
 }

@@ -1,33 +1,42 @@
-//! The outbound decision, `route::decide`, with `:path` and `dapr-app-id` bytes in (input format:
+//! The outbound decision, `route::decide`, with `:path` and the headers it may read
+//! (`dapr-app-id`, `:method`, `authorization`, `dapr-api-token`) as bytes (input format:
 //! `dapr_invoke_fuzz::input::route`).
 //!
-//! Properties, for two configurations (own namespace `default`, and `prod`):
+//! Properties, for two configurations (own namespace `default` without an API token; `prod` with
+//! one):
 //! - it never panics;
-//! - it decides exactly what an independent reading of Dapr's HTTP API decides
+//! - it decides exactly what an independent reading of Dapr's sidecar API decides
 //!   (`reference::asked`, `reference::target` and a hand-written table of the configured apps):
-//!   a Forward goes to the app the request named (the id of the invoke URL, else the header) and
-//!   to no other, with the invoke URL's method path and query as the new path; health endpoints
-//!   are answered, never forwarded; every refusal has the documented status;
-//! - where `uses_app_id_header` says the header is not read, the header changes nothing;
-//! - every refusal's body is Dapr's JSON error.
+//!   a Forward goes to the app the request named (the invoke URL's id, else `dapr-app-id`, else
+//!   the basic-auth user) and to no other, with the invoke URL's method path and query as the new
+//!   path; the sidecar's own endpoints (health, metadata) never forward; the API token is
+//!   required where the docs require it; every answer has the documented status and error code;
+//! - it reads no other header than those four, and the headers it did not read cannot change its
+//!   decision (the filter skips those host calls).
 #![no_main]
 
 use dapr_invoke::config::Config;
-use dapr_invoke::route::{decide, uses_app_id_header, Decision, Request};
-use dapr_invoke_fuzz::input;
-use dapr_invoke_fuzz::reference::{self, Asked};
+use dapr_invoke::route::{decide, Decision, INVALID_API_TOKEN};
+use dapr_invoke_fuzz::input::{self, RouteRequest};
+use dapr_invoke_fuzz::reference::{self, Asked, Headers};
 use libfuzzer_sys::fuzz_target;
+use std::cell::RefCell;
+use std::convert::Infallible;
 use std::sync::LazyLock;
 
 /// A configuration, and the same apps written out by hand as (app id, namespace, cluster).
 struct Case {
     config: Config,
     own_namespace: &'static str,
+    api_token: Option<&'static [u8]>,
     apps: &'static [(&'static str, &'static str, &'static str)],
 }
 
+const TOKEN: &str = "s3cret";
+
 static CASES: LazyLock<[Case; 2]> = LazyLock::new(|| {
-    let load = |json: &str| Config::from_json(json.as_bytes()).expect("the fixture loads");
+    let env = |name: &str| (name == "DAPR_API_TOKEN").then(|| TOKEN.to_string());
+    let load = |json: &str| Config::load(json.as_bytes(), &env).expect("the fixture loads");
     [
         Case {
             config: load(
@@ -39,6 +48,7 @@ static CASES: LazyLock<[Case; 2]> = LazyLock::new(|| {
                 "a23456789012345678901234567890123456789012345678901234567890123": {"cluster": "long"}}}"#,
             ),
             own_namespace: "default",
+            api_token: None,
             apps: &[
                 ("order-processor", "default", "op"),
                 ("payments", "prod", "pay-prod"),
@@ -55,10 +65,12 @@ static CASES: LazyLock<[Case; 2]> = LazyLock::new(|| {
         Case {
             config: load(
                 r#"{"app_id": "checkout", "namespace": "prod", "cluster_header": "x-route",
+                "api_token_env": "DAPR_API_TOKEN",
                 "apps": {"order-processor.default": {"cluster": "op-default"},
                          "payments": {"cluster": "pay"}, "b.other": {"cluster": "b-other"}}}"#,
             ),
             own_namespace: "prod",
+            api_token: Some(TOKEN.as_bytes()),
             apps: &[
                 ("order-processor", "default", "op-default"),
                 ("payments", "prod", "pay"),
@@ -68,7 +80,7 @@ static CASES: LazyLock<[Case; 2]> = LazyLock::new(|| {
     ]
 });
 
-/// A decision by value: where it forwards (and with which new path), or the status it answers.
+/// A decision by value.
 #[derive(Debug, PartialEq)]
 enum Want {
     Forward {
@@ -76,87 +88,130 @@ enum Want {
         namespace: String,
         cluster: String,
         path: Option<String>,
+        drop_authorization: bool,
     },
-    Healthy,
-    Reject(u32),
+    Answer {
+        status: u32,
+        error_code: Option<String>,
+    },
+    Metadata,
 }
 
-fn want(case: &Case, path: &str, header: Option<&[u8]>) -> Want {
-    let resolve = |raw: &str, new_path: Option<String>| {
-        let Some((id, ns)) = reference::target(raw, case.own_namespace) else {
-            return Want::Reject(400);
-        };
-        match case.apps.iter().find(|(a, n, _)| *a == id && *n == ns) {
-            Some((a, n, c)) => Want::Forward {
-                app_id: a.to_string(),
-                namespace: n.to_string(),
-                cluster: c.to_string(),
-                path: new_path,
-            },
-            None => Want::Reject(500),
-        }
+fn want(case: &Case, path: &str, req: &RouteRequest<'_>) -> Want {
+    let headers = Headers {
+        method: req.method,
+        app_id: req.app_id,
+        authorization: req.authorization,
+        api_token: req.api_token,
     };
-    match reference::asked(path, header) {
-        Asked::Invoke { id, path } => resolve(&id, Some(path)),
-        Asked::BadInvoke => Want::Reject(404),
-        Asked::Health => Want::Healthy,
-        Asked::Header(None) => Want::Reject(404),
-        Asked::Header(Some(h)) if h.is_empty() => Want::Reject(404),
-        Asked::Header(Some(h)) => match std::str::from_utf8(&h) {
-            Ok(raw) => resolve(raw, None),
-            Err(_) => Want::Reject(400),
+    let err = |status| Want::Answer {
+        status,
+        error_code: Some("ERR_DIRECT_INVOKE".into()),
+    };
+    match reference::asked(path, &headers, "checkout", case.api_token) {
+        Asked::Call {
+            id,
+            path,
+            drop_authorization,
+        } => {
+            let Some((id, ns)) = std::str::from_utf8(&id)
+                .ok()
+                .and_then(|id| reference::target(id, case.own_namespace))
+            else {
+                return err(400);
+            };
+            match case.apps.iter().find(|(a, n, _)| *a == id && *n == ns) {
+                Some((a, n, c)) => Want::Forward {
+                    app_id: a.to_string(),
+                    namespace: n.to_string(),
+                    cluster: c.to_string(),
+                    path,
+                    drop_authorization,
+                },
+                None => err(500),
+            }
+        }
+        Asked::Answer { status, error_code } => Want::Answer {
+            status,
+            error_code: error_code.map(str::to_string),
         },
+        Asked::Metadata => Want::Metadata,
     }
 }
 
 fn got(d: &Decision<'_>) -> Want {
     match d {
-        Decision::Forward { app, path } => Want::Forward {
-            app_id: app.app_id.clone(),
-            namespace: app.namespace.clone(),
-            cluster: app.cluster.clone(),
-            path: path.clone(),
+        Decision::Forward(f) => Want::Forward {
+            app_id: f.app.app_id.clone(),
+            namespace: f.app.namespace.clone(),
+            cluster: f.app.cluster.clone(),
+            path: f.path.clone(),
+            drop_authorization: f.drop_authorization,
         },
-        Decision::Healthy => Want::Healthy,
-        Decision::Reject(e) => {
-            assert_eq!(e.code, "ERR_DIRECT_INVOKE");
-            let body: serde_json::Value = serde_json::from_str(&e.body()).expect("a JSON body");
-            assert_eq!(body["errorCode"], "ERR_DIRECT_INVOKE");
-            assert!(body["message"].is_string());
-            Want::Reject(e.status)
+        Decision::Reply(r) => {
+            let error_code = match r.content_type {
+                Some("application/json") => {
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&r.body).expect("a JSON error body");
+                    assert!(body["message"].is_string(), "{body}");
+                    Some(
+                        body["errorCode"]
+                            .as_str()
+                            .expect("an errorCode")
+                            .to_string(),
+                    )
+                }
+                Some(_) => {
+                    assert_eq!((r.status, &r.body[..]), (401, INVALID_API_TOKEN.as_bytes()));
+                    None
+                }
+                None => {
+                    assert!(r.body.is_empty());
+                    None
+                }
+            };
+            Want::Answer {
+                status: r.status,
+                error_code,
+            }
         }
+        Decision::Metadata => Want::Metadata,
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (path, header) = input::route(data);
+    let req = input::route(data);
     // The filter refuses a path that is not UTF-8 before deciding; decide on what is left.
-    let path = String::from_utf8_lossy(path);
+    let path = String::from_utf8_lossy(req.path);
     for case in CASES.iter() {
-        let req = Request {
-            path: &path,
-            app_id_header: header,
-        };
-        let decision = decide(&case.config, &req);
+        let read = RefCell::new(Vec::new());
+        let decision = decide(&case.config, &path, |name| {
+            read.borrow_mut().push(name.to_string());
+            Ok::<_, Infallible>(req.header(name).map(<[u8]>::to_vec))
+        });
+        let Ok(decision) = decision;
         assert_eq!(
             got(&decision),
-            want(case, &path, header),
-            "path {path:?} dapr-app-id {:?} (own namespace {})",
-            header.map(String::from_utf8_lossy),
+            want(case, &path, &req),
+            "{req:?} (own namespace {})",
             case.own_namespace
         );
-        if !uses_app_id_header(&path) {
-            let without = decide(
-                &case.config,
-                &Request {
-                    path: &path,
-                    app_id_header: None,
-                },
-            );
-            assert_eq!(
-                decision, without,
-                "the header changed a decision that skips it"
+        // Only the headers it read matter.
+        let read = read.into_inner();
+        for name in &read {
+            assert!(
+                ["dapr-app-id", ":method", "authorization", "dapr-api-token"]
+                    .contains(&name.as_str()),
+                "read {name}"
             );
         }
+        let Ok(again) = decide(&case.config, &path, |name| {
+            let known = read.iter().any(|r| r == name);
+            Ok::<_, Infallible>(req.header(name).filter(|_| known).map(<[u8]>::to_vec))
+        });
+        assert_eq!(
+            again, decision,
+            "a header it did not read changed the decision"
+        );
     }
 });

@@ -1,14 +1,42 @@
 //! The fuzz targets' input formats: plain text where it can be, so that seeds are readable files
 //! written from the unit tests' cases, and any bytes still mean something.
 
-/// `route`: the `:path` bytes, then optionally a NUL and the `dapr-app-id` bytes.
+/// `route`: NUL-separated fields, `:path`, then the values of `dapr-app-id`, `:method`,
+/// `authorization` and `dapr-api-token`; a field past the last NUL is absent (`None`).
 ///
 /// `/orders\0order-processor` is a request for `/orders` with `dapr-app-id: order-processor`;
-/// `/v1.0/invoke/op/method/x` has no header.
-pub fn route(data: &[u8]) -> (&[u8], Option<&[u8]>) {
-    match data.iter().position(|b| *b == 0) {
-        Some(i) => (&data[..i], Some(&data[i + 1..])),
-        None => (data, None),
+/// `/v1.0/healthz\0\0GET` a `GET` of the health endpoint.
+pub fn route(data: &[u8]) -> RouteRequest<'_> {
+    let mut fields = data.splitn(5, |b| *b == 0);
+    RouteRequest {
+        path: fields.next().unwrap_or_default(),
+        app_id: fields.next(),
+        method: fields.next(),
+        authorization: fields.next(),
+        api_token: fields.next(),
+    }
+}
+
+/// An outbound request as the `route` target reads it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteRequest<'a> {
+    pub path: &'a [u8],
+    pub app_id: Option<&'a [u8]>,
+    pub method: Option<&'a [u8]>,
+    pub authorization: Option<&'a [u8]>,
+    pub api_token: Option<&'a [u8]>,
+}
+
+impl RouteRequest<'_> {
+    /// A header by name, as the decision asks for it.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        match name {
+            "dapr-app-id" => self.app_id,
+            ":method" => self.method,
+            "authorization" => self.authorization,
+            "dapr-api-token" => self.api_token,
+            _ => None,
+        }
     }
 }
 
@@ -26,7 +54,10 @@ pub struct AclRequest {
 /// `trust domain<TAB>namespace<TAB>app id<TAB>method<TAB>path` (missing fields are empty; bytes
 /// that are not UTF-8 are replaced).
 pub fn acl(data: &[u8]) -> (&[u8], Vec<AclRequest>) {
-    let (json, rest) = route(data);
+    let (json, rest) = match data.iter().position(|b| *b == 0) {
+        Some(i) => (&data[..i], Some(&data[i + 1..])),
+        None => (data, None),
+    };
     let requests = rest
         .map(|r| {
             String::from_utf8_lossy(r)
@@ -57,12 +88,15 @@ pub struct FilterRequest {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The verified peer certificate's URI SANs, when the connection has one.
     pub peer: Option<Vec<u8>>,
-    /// Host calls that fail (`get <header>`, `set <header>`, `property <a.b>`, `reply`).
+    /// Host calls that fail (`get <header>`, `set <header>`, `remove <header>`, `property <a.b>`,
+    /// `reply`).
     pub failing: Vec<String>,
+    /// The sizes of the body's pieces, in order, as Envoy hands them over.
+    pub body: Vec<usize>,
 }
 
-/// `filter`: lines. The first names the configuration; then `@peer <bytes>`, `@fail <call>`, or
-/// a header `<name>: <value bytes>` (the name ends at the first ':' after its first character, so
+/// `filter`: lines. The first names the configuration; then `@peer <bytes>`, `@fail <call>`,
+/// `@body <size>` (a piece of the body), or a header `<name>: <value bytes>` (the name ends at the first ':' after its first character, so
 /// `:path: /x` is the `:path` header).
 pub fn filter(data: &[u8]) -> FilterRequest {
     let mut lines = data.split(|b| *b == b'\n');
@@ -73,6 +107,11 @@ pub fn filter(data: &[u8]) -> FilterRequest {
     for line in lines.take(64) {
         if let Some(peer) = line.strip_prefix(b"@peer ") {
             req.peer = Some(peer.to_vec());
+        } else if let Some(size) = line.strip_prefix(b"@body ") {
+            let size = std::str::from_utf8(size)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            req.body.push(size.unwrap_or(0));
         } else if let Some(call) = line.strip_prefix(b"@fail ") {
             req.failing.push(String::from_utf8_lossy(call).into_owned());
         } else if let Some(colon) = line.iter().skip(1).position(|b| *b == b':') {
@@ -92,8 +131,16 @@ mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(route(b"/x\0op"), (&b"/x"[..], Some(&b"op"[..])));
-        assert_eq!(route(b"/x"), (&b"/x"[..], None));
+        let r = route(b"/x\0op\0GET\0\0t");
+        assert_eq!(
+            (r.path, r.app_id, r.method),
+            (&b"/x"[..], Some(&b"op"[..]), Some(&b"GET"[..]))
+        );
+        assert_eq!(
+            (r.authorization, r.api_token),
+            (Some(&b""[..]), Some(&b"t"[..]))
+        );
+        assert_eq!(route(b"/x").app_id, None);
         let (json, reqs) = acl(b"{}\0public\td\tc\tGET\t/orders\nx");
         assert_eq!(json, b"{}");
         assert_eq!(reqs.len(), 2);

@@ -25,57 +25,249 @@ pub fn target(raw: &str, own_namespace: &str) -> Option<(String, String)> {
     (valid_name(id) && valid_name(ns)).then(|| (id.to_string(), ns.to_string()))
 }
 
+/// The headers of an outbound request that can change its decision (raw bytes, `None` when the
+/// request has no such header).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Headers<'a> {
+    pub method: Option<&'a [u8]>,
+    pub app_id: Option<&'a [u8]>,
+    pub authorization: Option<&'a [u8]>,
+    pub api_token: Option<&'a [u8]>,
+}
+
 /// What an outbound request asks for, read the way Dapr's HTTP API documents it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Asked {
-    /// `/v1.0/invoke/<id>/method/<method>[?query]`: the raw id and the path the app must get.
-    Invoke { id: String, path: String },
-    /// An invoke URL that is not of that shape (no id, no `/method/`, an empty method).
-    BadInvoke,
-    /// `/v1.0/healthz` or `/v1.0/healthz/outbound`, with any query.
-    Health,
-    /// Any other path: the `dapr-app-id` header names the app (raw bytes, possibly absent).
-    Header(Option<Vec<u8>>),
+    /// Call the app `id` (raw, as named: not yet checked), with this new `:path` when the request
+    /// used the invoke URL, and without its `authorization` header when that named the app.
+    Call {
+        id: Vec<u8>,
+        path: Option<String>,
+        drop_authorization: bool,
+    },
+    /// An answer the sidecar gives itself: the status, and Dapr's `errorCode` when it is a JSON
+    /// error.
+    Answer {
+        status: u32,
+        error_code: Option<&'static str>,
+    },
+    /// `GET /v1.0/metadata`.
+    Metadata,
 }
 
-/// Reads a request's path (and its `dapr-app-id`) into what it asks for.
-pub fn asked(path: &str, header: Option<&[u8]>) -> Asked {
+const ERR: Option<&str> = Some("ERR_DIRECT_INVOKE");
+
+/// Dapr's sidecar API, as the outbound filter serves it (`src/route.rs` module docs, README):
+/// the API token when the sidecar has one (`GET` health checks exempt); `GET /v1.0/healthz`
+/// (`?appid=` must be the sidecar's own app), `GET /v1.0/healthz/outbound`, `GET /v1.0/metadata`,
+/// `PUT /v1.0/metadata/<key>` (501), each with or without a trailing `/`; then the invoke URL
+/// `/v1.0/invoke/<id>/method/<method>[?query]` (the id decoded as a path, then once more as a
+/// query value when that gives something), the `dapr-app-id` header, and
+/// `Authorization: Basic base64("dapr-app-id:<id>")`; else no app is named (404).
+pub fn asked(path: &str, h: &Headers<'_>, own_app_id: &str, api_token: Option<&[u8]>) -> Asked {
+    let (bare, query) = match path.find('?') {
+        Some(q) => (&path[..q], Some(&path[q + 1..])),
+        None => (path, None),
+    };
+    let trimmed = match bare.strip_suffix('/') {
+        Some(t) if !t.is_empty() => t,
+        _ => bare,
+    };
+    let healthz = trimmed == "/v1.0/healthz";
+    let healthz_outbound = trimmed == "/v1.0/healthz/outbound";
+    let metadata = trimmed == "/v1.0/metadata";
+    let metadata_key = trimmed
+        .strip_prefix("/v1.0/metadata/")
+        .is_some_and(|key| !key.contains('/'));
+    let own = healthz || healthz_outbound || metadata || metadata_key;
+    let method = if own { h.method } else { None };
+    let get = method == Some(b"GET");
+    if let Some(token) = api_token {
+        if !(get && (healthz || healthz_outbound)) && h.api_token != Some(token) {
+            return Asked::Answer {
+                status: 401,
+                error_code: None,
+            };
+        }
+    }
+    if healthz && get {
+        let named = query.and_then(|q| query_value(q, "appid"));
+        return match named {
+            Some(id) if id != own_app_id.as_bytes() => Asked::Answer {
+                status: 500,
+                error_code: Some("ERR_HEALTH_APPID_NOT_MATCH"),
+            },
+            _ => Asked::Answer {
+                status: 204,
+                error_code: None,
+            },
+        };
+    }
+    if healthz_outbound && get {
+        return Asked::Answer {
+            status: 204,
+            error_code: None,
+        };
+    }
+    if metadata && get {
+        return Asked::Metadata;
+    }
+    if metadata_key && method == Some(b"PUT") {
+        return Asked::Answer {
+            status: 501,
+            error_code: Some("ERR_METADATA_SET"),
+        };
+    }
     const PREFIX: &str = "/v1.0/invoke/";
     if path.len() >= PREFIX.len() && &path.as_bytes()[..PREFIX.len()] == PREFIX.as_bytes() {
         let rest = &path[PREFIX.len()..];
-        // The query starts at the first '?', wherever it is.
         let (before_query, query) = match rest.find('?') {
             Some(q) => (&rest[..q], Some(&rest[q + 1..])),
             None => (rest, None),
         };
         // The id is everything up to the next '/'; then "/method/" and a non-empty method.
         let slash = before_query.find('/').unwrap_or(before_query.len());
-        let id = &before_query[..slash];
-        let after = &before_query[slash..];
-        let Some(method) = after.strip_prefix("/method/") else {
-            return Asked::BadInvoke;
-        };
-        if id.is_empty() || method.is_empty() {
-            return Asked::BadInvoke;
+        let (raw_id, after) = (&before_query[..slash], &before_query[slash..]);
+        if raw_id.is_empty() {
+            return Asked::Answer {
+                status: 404,
+                error_code: ERR,
+            };
         }
+        let method = match after.strip_prefix("/method/") {
+            Some(m) if !m.is_empty() => m,
+            _ => {
+                return Asked::Answer {
+                    status: 404,
+                    error_code: ERR,
+                }
+            }
+        };
+        let Some(once) = unescape(raw_id.as_bytes(), false) else {
+            return Asked::Answer {
+                status: 400,
+                error_code: ERR,
+            };
+        };
+        let id = match unescape(&once, true) {
+            Some(twice) if !twice.is_empty() => twice,
+            _ => once,
+        };
         let mut new_path = format!("/{method}");
         if let Some(q) = query {
             new_path.push('?');
             new_path.push_str(q);
         }
-        return Asked::Invoke {
-            id: id.to_string(),
-            path: new_path,
+        return Asked::Call {
+            id,
+            path: Some(new_path),
+            drop_authorization: false,
         };
     }
-    let bare = match path.find('?') {
-        Some(q) => &path[..q],
-        None => path,
-    };
-    if bare == "/v1.0/healthz" || bare == "/v1.0/healthz/outbound" {
-        return Asked::Health;
+    if let Some(id) = h.app_id.filter(|id| !id.is_empty()) {
+        return Asked::Call {
+            id: id.to_vec(),
+            path: None,
+            drop_authorization: false,
+        };
     }
-    Asked::Header(header.map(<[u8]>::to_vec))
+    if let Some(id) = h.authorization.and_then(basic_auth_id) {
+        return Asked::Call {
+            id,
+            path: None,
+            drop_authorization: true,
+        };
+    }
+    Asked::Answer {
+        status: 404,
+        error_code: ERR,
+    }
+}
+
+/// Go's `url.ParseQuery(q).Get(key)`: pairs split on `&`; a pair with a `;`, or whose key or
+/// value is not a valid escape, is skipped; the first value of `key`, decoded.
+fn query_value(query: &str, key: &str) -> Option<Vec<u8>> {
+    for pair in query.split('&') {
+        if pair.is_empty() || pair.contains(';') {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(k), Some(v)) = (unescape(k.as_bytes(), true), unescape(v.as_bytes(), true))
+        else {
+            continue;
+        };
+        if k == key.as_bytes() {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Go's `url.PathUnescape` (or `QueryUnescape`, where `+` is a space), on bytes: `None` for a
+/// `%` not followed by two hex digits.
+pub fn unescape(s: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                let text = std::str::from_utf8(hex).ok()?;
+                if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(text, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The id of `Basic base64("dapr-app-id:<id>")`: the user `dapr-app-id` in any letter case,
+/// exactly one ':'.
+fn basic_auth_id(value: &[u8]) -> Option<Vec<u8>> {
+    let value = std::str::from_utf8(value).ok()?;
+    let encoded = value.strip_prefix("Basic ")?.trim();
+    let decoded = base64(encoded)?;
+    let text = std::str::from_utf8(&decoded).ok()?;
+    let parts: Vec<&str> = text.split(':').collect();
+    match parts.as_slice() {
+        [user, id] if user.eq_ignore_ascii_case("dapr-app-id") => Some(id.as_bytes().to_vec()),
+        _ => None,
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 section 4), six bits at a time.
+pub fn base64(s: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if !s.len().is_multiple_of(4) {
+        return None;
+    }
+    let body = s
+        .strip_suffix("==")
+        .or_else(|| s.strip_suffix('='))
+        .unwrap_or(s);
+    let (mut bits, mut held, mut out) = (0u32, 0, Vec::new());
+    for c in body.bytes() {
+        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
+        bits = (bits << 6) | v;
+        held += 6;
+        if held >= 8 {
+            held -= 8;
+            out.push((bits >> held) as u8);
+            bits &= (1 << held) - 1;
+        }
+    }
+    Some(out)
 }
 
 /// The access-control view of a raw `:path` (docs/access-control.md, "Normalizing the request
@@ -147,6 +339,87 @@ pub fn spiffe(uri: &str) -> Option<(String, String, String)> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
     (td_ok && valid_name(ns) && valid_name(app))
         .then(|| (td.to_string(), ns.to_string(), app.to_string()))
+}
+
+/// Go's `time.ParseDuration`, from its documentation: an optional sign, then `0`, or one or more
+/// decimal numbers (digits, an optional fraction; one of the two non-empty) each followed by a
+/// unit (`ns`, `us`, `µs` (U+00B5), `μs` (U+03BC), `ms`, `s`, `m`, `h`), at most `i64::MAX`
+/// nanoseconds in all. Nanoseconds, signed; `None` for anything else. Fractions are exact to 20
+/// digits (Go itself goes through `float64`): compare within a nanosecond.
+pub fn go_duration(s: &str) -> Option<i128> {
+    const LIMIT: u128 = i64::MAX as u128 + 1; // Go allows 1<<63 for a negative duration
+    let (neg, mut s) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if s == "0" {
+        return Some(0);
+    }
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: u128 = 0;
+    while !s.is_empty() {
+        let b = s.as_bytes();
+        let int_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        let (int, rest) = s.split_at(int_len);
+        let (frac, rest) = match rest.strip_prefix('.') {
+            Some(r) => {
+                let n = r.bytes().take_while(u8::is_ascii_digit).count();
+                r.split_at(n)
+            }
+            None => ("", rest),
+        };
+        if int.is_empty() && frac.is_empty() {
+            return None; // no number at all, or "." alone
+        }
+        let unit_len = rest
+            .bytes()
+            .take_while(|c| *c != b'.' && !c.is_ascii_digit())
+            .count();
+        let (unit, after) = rest.split_at(unit_len);
+        let per: u128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60 * 1_000_000_000,
+            "h" => 3600 * 1_000_000_000,
+            _ => return None,
+        };
+        // The whole part: more than Go's int64 is an overflow.
+        let mut whole: u128 = 0;
+        for d in int.bytes() {
+            whole = whole * 10 + u128::from(d - b'0');
+            if whole > LIMIT {
+                return None;
+            }
+        }
+        let mut digits: u128 = 0;
+        let mut scale: u128 = 1;
+        for d in frac.bytes().take(20) {
+            digits = digits * 10 + u128::from(d - b'0');
+            scale *= 10;
+        }
+        total += whole.checked_mul(per)? + digits * per / scale;
+        if total > LIMIT {
+            return None;
+        }
+        s = after;
+    }
+    if neg {
+        Some(-(total as i128))
+    } else if total > LIMIT - 1 {
+        None
+    } else {
+        Some(total as i128)
+    }
+}
+
+/// How many lines a YAML text has: YAML breaks lines at `\n`, `\r\n` and a lone `\r`.
+pub fn yaml_lines(text: &str) -> usize {
+    1 + text.replace("\r\n", "\n").matches(['\n', '\r']).count()
 }
 
 pub mod acl {
@@ -492,29 +765,146 @@ mod tests {
     }
 
     #[test]
-    fn route_examples_from_dapr_docs() {
-        let inv = |id: &str, path: &str| Asked::Invoke {
-            id: id.into(),
-            path: path.into(),
+    fn outbound_examples_from_the_docs() {
+        let none = Headers::default();
+        let call = |id: &str, path: Option<&str>| Asked::Call {
+            id: id.as_bytes().to_vec(),
+            path: path.map(str::to_string),
+            drop_authorization: false,
+        };
+        let answer = |status, error_code| Asked::Answer { status, error_code };
+        let ask = |path: &str, h: &Headers| asked(path, h, "checkout", None);
+        assert_eq!(
+            ask("/v1.0/invoke/op/method/orders?x=1", &none),
+            call("op", Some("/orders?x=1"))
+        );
+        assert_eq!(
+            ask("/v1.0/invoke/op/method/o?q=/method/x", &none),
+            call("op", Some("/o?q=/method/x"))
+        );
+        assert_eq!(
+            ask("/v1.0/invoke/order%2Dprocessor/method/x", &none),
+            call("order-processor", Some("/x"))
+        );
+        assert_eq!(
+            ask("/v1.0/invoke/op%252Dx/method/x", &none),
+            call("op-x", Some("/x"))
+        );
+        assert_eq!(ask("/v1.0/invoke/a%zz/method/x", &none), answer(400, ERR));
+        assert_eq!(ask("/v1.0/invoke/op/method/?x", &none), answer(404, ERR));
+        assert_eq!(ask("/v1.0/invoke//method/x", &none), answer(404, ERR));
+        assert_eq!(ask("/v1.0/invoke/op?x=/method/y", &none), answer(404, ERR));
+        let get = Headers {
+            method: Some(b"GET"),
+            ..none
+        };
+        assert_eq!(ask("/v1.0/healthz/outbound/?x", &get), answer(204, None));
+        assert_eq!(ask("/v1.0/healthz?appid=checkout", &get), answer(204, None));
+        assert_eq!(
+            ask("/v1.0/healthz?appid=%zz&appid=checkout", &get),
+            answer(204, None)
+        );
+        assert_eq!(
+            ask("/v1.0/healthz?appid=op", &get),
+            answer(500, Some("ERR_HEALTH_APPID_NOT_MATCH"))
+        );
+        assert_eq!(ask("/v1.0/healthz", &none), answer(404, ERR));
+        assert_eq!(ask("/v1.0/metadata/", &get), Asked::Metadata);
+        let put = Headers {
+            method: Some(b"PUT"),
+            ..none
         };
         assert_eq!(
-            asked("/v1.0/invoke/op/method/orders?x=1", None),
-            inv("op", "/orders?x=1")
+            ask("/v1.0/metadata/k", &put),
+            answer(501, Some("ERR_METADATA_SET"))
         );
-        assert_eq!(asked("/v1.0/invoke/op/method/a/b", None), inv("op", "/a/b"));
+        assert_eq!(ask("/v1.0/healthzz", &get), answer(404, ERR));
+        let id = Headers {
+            app_id: Some(b"op"),
+            ..none
+        };
+        assert_eq!(ask("/x", &id), call("op", None));
         assert_eq!(
-            asked("/v1.0/invoke/op/method/o?q=/method/x", None),
-            inv("op", "/o?q=/method/x")
+            ask("/v1.0/invoke/pay/method/p", &id),
+            call("pay", Some("/p"))
         );
-        assert_eq!(asked("/v1.0/invoke/op/method/?x", None), Asked::BadInvoke);
-        assert_eq!(asked("/v1.0/invoke//method/x", None), Asked::BadInvoke);
-        assert_eq!(asked("/v1.0/invoke/op?x=/method/y", None), Asked::BadInvoke);
-        assert_eq!(asked("/v1.0/healthz/outbound?x", None), Asked::Health);
-        assert_eq!(asked("/v1.0/healthzz", None), Asked::Header(None));
-        assert_eq!(
-            asked("/x", Some(b"op")),
-            Asked::Header(Some(b"op".to_vec()))
-        );
+        // base64("dapr-app-id:op"), and the user in another case.
+        let basic = Headers {
+            authorization: Some(b"Basic ZGFwci1hcHAtaWQ6b3A="),
+            ..none
+        };
+        let dropped = Asked::Call {
+            id: b"op".to_vec(),
+            path: None,
+            drop_authorization: true,
+        };
+        assert_eq!(ask("/x", &basic), dropped);
+        let upper = Headers {
+            authorization: Some(b"Basic REFQUi1BUFAtSUQ6b3A="),
+            ..none
+        };
+        assert_eq!(ask("/x", &upper), dropped);
+        let two = Headers {
+            authorization: Some(b"Basic ZGFwci1hcHAtaWQ6b3A6eA=="),
+            ..none
+        };
+        assert_eq!(ask("/x", &two), answer(404, ERR));
+        // With a token, everything but GET health checks needs it.
+        let t = Some(&b"s3cret"[..]);
+        assert_eq!(asked("/x", &id, "c", t), answer(401, None));
+        assert_eq!(asked("/v1.0/healthz", &get, "c", t), answer(204, None));
+        assert_eq!(asked("/v1.0/metadata", &get, "c", t), answer(401, None));
+        let with = Headers { api_token: t, ..id };
+        assert_eq!(asked("/x", &with, "c", t), call("op", None));
+    }
+
+    #[test]
+    fn yaml_line_breaks() {
+        assert_eq!(yaml_lines(""), 1);
+        assert_eq!(yaml_lines("a\nb\r\nc\rd"), 4);
+        assert_eq!(yaml_lines("a\n"), 2);
+    }
+
+    #[test]
+    fn go_durations() {
+        for (raw, nanos) in [
+            ("5s", Some(5_000_000_000)),
+            ("1m30s", Some(90_000_000_000)),
+            ("1.5h", Some(5_400_000_000_000)),
+            (".5s", Some(500_000_000)),
+            ("5.s", Some(5_000_000_000)),
+            ("-1.5s", Some(-1_500_000_000)),
+            ("+0", Some(0)),
+            ("1\u{b5}s", Some(1000)),
+            ("1\u{3bc}s", Some(1000)),
+            ("2562047h47m16.854775807s", Some(i64::MAX as i128)),
+            ("-2562047h47m16.854775808s", Some(i64::MIN as i128)),
+            ("2562047h47m16.854775808s", None),
+            ("", None),
+            ("0s0", None),
+            ("00", None),
+            (".s", None),
+            ("5", None),
+            ("1d", None),
+            ("- 1s", None),
+            ("+-1s", None),
+        ] {
+            assert_eq!(go_duration(raw), nanos, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn base64_and_escapes() {
+        assert_eq!(base64("").as_deref(), Some(&b""[..]));
+        assert_eq!(base64("YQ==").as_deref(), Some(&b"a"[..]));
+        assert_eq!(base64("YWJj").as_deref(), Some(&b"abc"[..]));
+        for bad in ["YQ=", "Y===", "YQ==YWJj", "Y=Q=", "YW-j", "===="] {
+            assert_eq!(base64(bad), None, "{bad}");
+        }
+        assert_eq!(unescape(b"a+b%41", true).as_deref(), Some(&b"a bA"[..]));
+        assert_eq!(unescape(b"a+b", false).as_deref(), Some(&b"a+b"[..]));
+        assert_eq!(unescape(b"%4", false), None);
+        assert_eq!(unescape(b"%ff", false).as_deref(), Some(&b"\xff"[..]));
     }
 
     #[test]
