@@ -89,6 +89,8 @@ CONFIG = {
         "app_channel": {"port": 6001, "protocol": "http", "channel_address": "127.0.0.1", "max_concurrency": 4,
           "health": {"path": "/healthz", "interval": "5s", "timeout": "500ms", "threshold": 3}},
         "apps": {"order-processor": {"cluster": "order-processor"}}}""",
+    "identity-route": """{"app_id": "checkout", "namespace": "prod", "identity_headers": "route",
+        "apps": {"order-processor.default": {"cluster": "op"}}}""",
     "refused-clash": """{"app_id": "a", "apps": {"b": {"cluster": "x"}, "b.default": {"cluster": "y"}}}""",
     "refused-array": """["a", null, {"b": {"cluster": "b"}}, null]""",
     "refused-mode": """{"app_id": "a", "mode": "inbound", "apps": {"b": {"cluster": "b"}}}""",

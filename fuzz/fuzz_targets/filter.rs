@@ -3,7 +3,8 @@
 //! (input format: `dapr_invoke_fuzz::input::filter`).
 //!
 //! The first line picks the configuration: `out` (checkout's outbound filter, with a 1 KiB body
-//! limit), `out-route` (another namespace and cluster header, and an API token), `in`
+//! limit), `out-route` (another namespace and cluster header, an API token, and the identity
+//! headers left to the routes: `identity_headers: "route"`), `in`
 //! (order-processor's inbound filter with a policy), `in-open` (inbound, no policy), `none` (no
 //! configuration accepted); anything else picks one by its length.
 //!
@@ -12,7 +13,8 @@
 //!   request it stops got exactly one (unless sending it is the call that fails);
 //! - outbound, a request let through carries exactly one cluster header, the cluster of the app
 //!   the request named (the reference reading of the invoke URL, `dapr-app-id` or basic-auth),
-//!   never a value the request set; the identity headers hold the sidecar's values, once each;
+//!   never a value the request set; the identity headers hold the sidecar's values, once each
+//!   (or, where the routes set them, are left as they came);
 //!   an invoke URL is rewritten to its method path; an `authorization` that named the app is
 //!   removed; with no failing host call, it forwards exactly what the reference forwards and
 //!   answers with the reference's status otherwise;
@@ -51,6 +53,8 @@ struct Outbound {
     config: Config,
     namespace: &'static str,
     cluster_header: &'static str,
+    /// The filter writes the identity headers (else the routes do).
+    stamp_identity: bool,
     api_token: Option<&'static [u8]>,
     max_body: Option<u64>,
     apps: &'static [App],
@@ -79,6 +83,7 @@ static FIXTURES: LazyLock<Fixtures> = LazyLock::new(|| {
             ),
             namespace: "default",
             cluster_header: "x-dapr-cluster",
+            stamp_identity: true,
             api_token: None,
             max_body: Some(1024),
             apps: &[
@@ -98,11 +103,12 @@ static FIXTURES: LazyLock<Fixtures> = LazyLock::new(|| {
         out_route: Outbound {
             config: load(
                 r#"{"app_id": "checkout", "namespace": "prod", "cluster_header": "x-route",
-                "api_token_env": "DAPR_API_TOKEN",
+                "api_token_env": "DAPR_API_TOKEN", "identity_headers": "route",
                 "apps": {"order-processor.default": {"cluster": "op"}, "payments": {"cluster": "pay"}}}"#,
             ),
             namespace: "prod",
             cluster_header: "x-route",
+            stamp_identity: false,
             api_token: Some(b"s3cret"),
             max_body: None,
             apps: &[
@@ -261,9 +267,22 @@ fn outbound(o: &Outbound, req: &FilterRequest, host: &FakeHost, next: Next, body
         assert_eq!(host.header(name), [value], "{name} after {req:?}");
     };
     once(o.cluster_header, cluster);
-    once("dapr-caller-app-id", "checkout");
-    once("dapr-caller-namespace", o.namespace);
-    once("dapr-callee-app-id", app_id);
+    let identity = [
+        ("dapr-caller-app-id", "checkout"),
+        ("dapr-caller-namespace", o.namespace),
+        ("dapr-callee-app-id", app_id),
+    ];
+    for (name, value) in identity {
+        if o.stamp_identity {
+            once(name, value);
+        } else {
+            assert_eq!(
+                host.header(name),
+                sent(req, name),
+                "{name} changed: {req:?}"
+            );
+        }
+    }
     for (name, value) in *policy {
         once(name, value);
     }

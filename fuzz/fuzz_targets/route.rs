@@ -142,9 +142,9 @@ fn want(case: &Case, path: &str, req: &RouteRequest<'_>) -> Want {
 fn got(d: &Decision<'_>) -> Want {
     match d {
         Decision::Forward(f) => Want::Forward {
-            app_id: f.app.app_id.clone(),
-            namespace: f.app.namespace.clone(),
-            cluster: f.app.cluster.clone(),
+            app_id: f.app.app_id.to_string(),
+            namespace: f.app.namespace.to_string(),
+            cluster: f.app.app.cluster.to_string(),
             path: f.path.clone(),
             drop_authorization: f.drop_authorization,
         },
