@@ -226,6 +226,9 @@ DURATION = {f"d{i:02}": text for i, text in enumerate([
     "500\u03bcs", "7ns", "1h2m3s4ms5us6ns", "0.000000001s", "1.0000000000000000000001s",
     "2562047h47m16.854775807s", "2562047h47m16.854775808s", "", "5", "5x", "5 s", ".s", "-1s",
     "99999999999999999999h", "1500", "-5",
+    # Found by the target: many fractions, each cut to whole nanoseconds on its own.
+    "47h.47m16.850000000002656477265m96.854700000000000004h47h47m16.854772000726564772646h"
+    "47h7m16.854772000000000000004ms2ms4m16.85000000000014786618465677867160h",
 ])}
 
 ROOT_DIR = pathlib.Path(__file__).resolve().parent.parent

@@ -5,8 +5,8 @@
 //! - neither `duration` nor `timeout` panics;
 //! - `duration` agrees with Go's `time.ParseDuration` as documented (`reference::go_duration`):
 //!   it accepts exactly what Go accepts, but refuses a negative duration (meaningless in a
-//!   Resiliency policy), and the value is Go's to the nanosecond (Go rounds fractions through a
-//!   `float64`; the two may differ by one);
+//!   Resiliency policy), and the value is Go's to the nanosecond (Go cuts each fraction through a
+//!   `float64`; the two may differ by a nanosecond per fraction);
 //! - `timeout` reads a bare whole number as milliseconds, anything else as `duration` does;
 //! - a duration it accepts, written back as `<n>ns` or `<s>.<9 digits>s`, reads as itself.
 #![no_main]
@@ -16,22 +16,29 @@ use dapr_invoke_fuzz::reference;
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
 
-/// Whether `got` is what Go's reading (`want`, signed nanoseconds) makes of it here.
+/// Whether `got` is what Go's reading (`want`, signed nanoseconds) makes of it here. Each number
+/// with a fraction is cut to whole nanoseconds on its own (by Go through a `float64`, here and in
+/// the reference exactly, to 18 and 20 digits): the two may differ by a nanosecond per fraction.
 fn agrees(raw: &str, got: &Result<Duration, String>, want: Option<i128>) {
     const MAX: i128 = i64::MAX as i128;
+    let slack = raw.matches('.').count().max(1) as i128;
     match (got, want) {
         (Ok(d), Some(n)) => {
             let d = d.as_nanos() as i128;
             assert!(
-                (d - n).abs() <= 1 && n >= -1,
+                (d - n).abs() <= slack && n >= -slack,
                 "{raw:?}: {d} ns, Go says {n}"
             );
         }
         (Err(e), Some(n)) => assert!(
-            !(0..MAX - 1).contains(&n),
+            !(0..MAX - slack).contains(&n),
             "{raw:?} refused ({e}) but Go reads {n} ns"
         ),
-        (Ok(d), None) => panic!("{raw:?} read as {d:?}, Go refuses it"),
+        // Go refuses it: only an overflow by the slack may read here.
+        (Ok(d), None) => assert!(
+            d.as_nanos() as i128 >= MAX - slack,
+            "{raw:?} read as {d:?}, Go refuses it"
+        ),
         (Err(e), None) => assert!(!e.is_empty()),
     }
 }
