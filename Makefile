@@ -113,12 +113,12 @@ test: setup lint msrv unit fuzz-smoke integration ## Every test
 # Coverage-guided fuzzing with cargo fuzz (libFuzzer), installed if missing. The targets, their
 # properties and how to replay a failure: README "Fuzzing", fuzz/fuzz_targets/*.rs.
 FUZZ_SECONDS       ?= 40
-FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_SMOKE_SECONDS ?= 8
 FUZZ_TARGETS       ?=
 fuzz: ## Fuzz every target for FUZZ_SECONDS each (default 40; FUZZ_TARGETS="acl route" for some)
 	fuzz/run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-fuzz-smoke: ## A short fuzz of every target, FUZZ_SMOKE_SECONDS each (default 10), as `make test` runs it
+fuzz-smoke: ## A short fuzz of every target, FUZZ_SMOKE_SECONDS each (default 8), as `make test` runs it
 	fuzz/run $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 clean: ## Remove build output and the virtualenv
