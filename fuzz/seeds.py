@@ -97,9 +97,10 @@ CONFIG = {
     "refused-retry": """{"app_id": "a", "apps": {"b": {"cluster": "b", "max_retries": 101, "retry_on": "5xx"}}}""",
 }
 
-# Fields: path, then dapr-app-id, :method, authorization, dapr-api-token (NUL-separated).
-def route(path, app_id=None, method=None, authorization=None, token=None):
-    fields = [path, app_id, method, authorization, token]
+# Fields: path, then dapr-app-id, :method, authorization, dapr-api-token, dapr-callee-app-id
+# (NUL-separated).
+def route(path, app_id=None, method=None, authorization=None, token=None, callee=None):
+    fields = [path, app_id, method, authorization, token, callee]
     while fields and fields[-1] is None:
         fields.pop()
     return b"\0".join((f or "").encode() if isinstance(f, str) or f is None else f for f in fields)
@@ -137,6 +138,7 @@ ROUTE = {
     "not-utf8": route("/x", b"\xff\xfe"),
     "empty-header": route("/orders", ""),
     "max-length-id": route("/x", "a23456789012345678901234567890123456789012345678901234567890123"),
+    "grpc-callee": route("/orders.Orders/Submit", "order-processor", "POST", None, "s3cret", "payments.prod"),
 }
 
 
@@ -217,6 +219,12 @@ FILTER = {
     "in-property-fails": f"in\n@peer {CHECKOUT}\n:method: POST\n:path: /orders\n"
     "@fail property connection.uri_san_peer_certificate",
     "in-open": "in-open\n@peer spiffe://public/ns/prod/intruder\n:method: DELETE\n:path: /anything/../at/all",
+    # gRPC (src/filter/tests.rs and route.rs gRPC cases)
+    "out-grpc": "out-grpc\n:method: POST\n:path: /orders.Orders/Submit\ncontent-type: application/grpc\n"
+    "dapr-app-id: order-processor\ndapr-callee-app-id: payments.prod\ndapr-api-token: s3cret",
+    "out-grpc-no-token": "out-grpc\n:method: POST\n:path: /orders.Orders/Submit\ndapr-app-id: order-processor",
+    "in-grpc": f"in-grpc\n@peer {CHECKOUT}\n:method: POST\n:path: /orders.Orders/Submit",
+    "in-grpc-denied": f"in-grpc\n@peer {CHECKOUT}\n:method: POST\n:path: /orders.orders/submit",
 }
 
 

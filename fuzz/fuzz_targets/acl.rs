@@ -9,7 +9,8 @@
 //!   accepts; and on canonical JSON (no duplicate keys, no `null`s) the two agree both ways;
 //! - the filter never allows what the reference decision table denies, and (stronger, checked
 //!   too) never denies what it allows: for each request line, for the identity of every policy,
-//!   and for paths made from the operation names;
+//!   and for paths made from the operation names; for HTTP calls (`check`) and gRPC calls
+//!   (`check_grpc`: the method name in its case, no verb);
 //! - `normalize_operation` is the documented rule exactly (`reference::normalize`), its output is
 //!   a fixed point, starts with '/', and has no '.', '..' or empty segment and no '%' (so no
 //!   encoded '/').
@@ -88,6 +89,17 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .flat_map(|m| paths.iter().map(move |p| (m.as_str(), p.as_str())));
         for (method, path) in own.chain(all) {
+            let grpc = acl.check_grpc(&caller, path);
+            let docs = reference.allows_grpc(&c.trust_domain, &c.namespace, &c.app_id, path);
+            match (&grpc, docs) {
+                (Verdict::Allow, false) => {
+                    panic!("ALLOWED a gRPC call the docs deny: {caller:?} {path:?}")
+                }
+                (Verdict::Deny { reason }, true) => {
+                    panic!("denied a gRPC call the docs allow: {caller:?} {path:?}: {reason}")
+                }
+                _ => {}
+            }
             let verdict = acl.check(&caller, method, path);
             let docs = reference.allows(&c.trust_domain, &c.namespace, &c.app_id, method, path);
             match (&verdict, docs) {

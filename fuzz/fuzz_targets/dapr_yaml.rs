@@ -58,6 +58,7 @@ fuzz_target!(|data: &[u8]| {
                     app_id: "order-processor".into(),
                     namespace: None,
                     access_control: Some(raw),
+                    calls: None,
                 });
                 let json = serde_json::to_string(&plugin).expect("serializes");
                 if let Err(e) = Config::build(plugin, &no_env) {

@@ -4,26 +4,27 @@
 //!
 //! The first line picks the configuration: `out` (checkout's outbound filter, with a 1 KiB body
 //! limit), `out-route` (another namespace and cluster header, an API token, and the identity
-//! headers left to the routes: `identity_headers: "route"`), `in`
-//! (order-processor's inbound filter with a policy), `in-open` (inbound, no policy), `none` (no
+//! headers left to the routes: `identity_headers: "route"`), `out-grpc` (Dapr's gRPC proxying,
+//! with an API token), `in` (order-processor's inbound filter with a policy), `in-grpc` (the same
+//! for a gRPC app: method names, no verbs), `in-open` (inbound, no policy), `none` (no
 //! configuration accepted); anything else picks one by its length.
 //!
 //! Properties:
 //! - it never panics, and answers at most once; a request it lets through got no answer, and a
 //!   request it stops got exactly one (unless sending it is the call that fails);
 //! - outbound, a request let through carries exactly one cluster header, the cluster of the app
-//!   the request named (the reference reading of the invoke URL, `dapr-app-id` or basic-auth),
-//!   never a value the request set; the identity headers hold the sidecar's values, once each
-//!   (or, where the routes set them, are left as they came);
-//!   an invoke URL is rewritten to its method path; an `authorization` that named the app is
-//!   removed; with no failing host call, it forwards exactly what the reference forwards and
-//!   answers with the reference's status otherwise;
+//!   the request named (the reference reading of the invoke URL, `dapr-app-id` or basic-auth;
+//!   for gRPC, `dapr-callee-app-id` or `dapr-app-id`), never a value the request set; the
+//!   identity headers hold the sidecar's values, once each (or, where the routes set them, are
+//!   left as they came); an invoke URL is rewritten to its method path; an `authorization` that
+//!   named the app is removed; with no failing host call, it forwards exactly what the reference
+//!   forwards and answers with the reference's status otherwise;
 //! - outbound with a body limit, a body over the limit never passes whole: refused up front by
 //!   its `content-length`, or with 413 at the piece that goes over;
 //! - inbound, a request let through has exactly one valid SPIFFE id in its peer certificate, the
-//!   caller headers hold it once each, the documented policy allows the call, and a method sent in
-//!   lower case is delivered upper-case, as checked; with no failing host call, every call the
-//!   reference allows is let through.
+//!   caller headers hold it once each, the documented policy allows the call (for gRPC, by method
+//!   name, no verb), and an HTTP method sent in lower case is delivered upper-case, as checked;
+//!   with no failing host call, every call the reference allows is let through.
 #![no_main]
 
 use dapr_invoke::config::Config;
@@ -33,6 +34,13 @@ use dapr_invoke_fuzz::input::{self, FilterRequest};
 use dapr_invoke_fuzz::reference::{self, acl::Acl, Asked, Headers};
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
+
+/// order-processor's gRPC policy: checkout may submit orders; method names in their case.
+const GRPC_POLICY: &str = r#"{"defaultAction": "deny", "policies": [{"appId": "checkout",
+    "trustDomain": "public", "namespace": "default", "defaultAction": "deny",
+    "operations": [{"name": "/orders.Orders/Submit", "action": "allow"},
+                   {"name": "/orders.Orders/*", "httpVerb": ["POST"], "action": "deny"},
+                   {"name": "/health.*/**", "action": "allow"}]}]}"#;
 
 const POLICY: &str = r#"{"defaultAction": "deny", "policies": [{"appId": "checkout",
     "trustDomain": "public", "namespace": "default", "defaultAction": "deny",
@@ -53,6 +61,8 @@ struct Outbound {
     config: Config,
     namespace: &'static str,
     cluster_header: &'static str,
+    /// `"calls": "grpc"`: Dapr's gRPC proxying.
+    grpc: bool,
     /// The filter writes the identity headers (else the routes do).
     stamp_identity: bool,
     api_token: Option<&'static [u8]>,
@@ -63,9 +73,12 @@ struct Outbound {
 struct Fixtures {
     out: Outbound,
     out_route: Outbound,
+    out_grpc: Outbound,
     inbound: Config,
+    inbound_grpc: Config,
     inbound_open: Config,
     policy: Acl,
+    grpc_policy: Acl,
 }
 
 static FIXTURES: LazyLock<Fixtures> = LazyLock::new(|| {
@@ -83,6 +96,7 @@ static FIXTURES: LazyLock<Fixtures> = LazyLock::new(|| {
             ),
             namespace: "default",
             cluster_header: "x-dapr-cluster",
+            grpc: false,
             stamp_identity: true,
             api_token: None,
             max_body: Some(1024),
@@ -108,7 +122,24 @@ static FIXTURES: LazyLock<Fixtures> = LazyLock::new(|| {
             ),
             namespace: "prod",
             cluster_header: "x-route",
+            grpc: false,
             stamp_identity: false,
+            api_token: Some(b"s3cret"),
+            max_body: None,
+            apps: &[
+                ("order-processor", "default", "op", &[]),
+                ("payments", "prod", "pay", &[]),
+            ],
+        },
+        out_grpc: Outbound {
+            config: load(
+                r#"{"app_id": "checkout", "calls": "grpc", "api_token_env": "DAPR_API_TOKEN",
+                "apps": {"order-processor": {"cluster": "op"}, "payments.prod": {"cluster": "pay"}}}"#,
+            ),
+            namespace: "default",
+            cluster_header: "x-dapr-cluster",
+            grpc: true,
+            stamp_identity: true,
             api_token: Some(b"s3cret"),
             max_body: None,
             apps: &[
@@ -119,8 +150,14 @@ static FIXTURES: LazyLock<Fixtures> = LazyLock::new(|| {
         inbound: load(&format!(
             r#"{{"app_id": "order-processor", "mode": "inbound", "access_control": {POLICY}}}"#
         )),
+        inbound_grpc: load(&format!(
+            r#"{{"app_id": "order-processor", "mode": "inbound", "calls": "grpc",
+                "access_control": {GRPC_POLICY}}}"#
+        )),
         inbound_open: load(r#"{"app_id": "order-processor", "mode": "inbound"}"#),
         policy: Acl::from_value(&serde_json::from_str(POLICY).expect("JSON")).expect("valid"),
+        grpc_policy: Acl::from_value(&serde_json::from_str(GRPC_POLICY).expect("JSON"))
+            .expect("valid"),
     }
 });
 
@@ -140,16 +177,20 @@ fuzz_target!(|data: &[u8]| {
     let choice = match req.config.as_slice() {
         b"out" => 0,
         b"out-route" => 1,
-        b"in" => 2,
-        b"in-open" => 3,
-        b"none" => 4,
-        other => other.len() % 5,
+        b"out-grpc" => 2,
+        b"in" => 3,
+        b"in-grpc" => 4,
+        b"in-open" => 5,
+        b"none" => 6,
+        other => other.len() % 7,
     };
     let config = match choice {
         0 => Some(&f.out.config),
         1 => Some(&f.out_route.config),
-        2 => Some(&f.inbound),
-        3 => Some(&f.inbound_open),
+        2 => Some(&f.out_grpc.config),
+        3 => Some(&f.inbound),
+        4 => Some(&f.inbound_grpc),
+        5 => Some(&f.inbound_open),
         _ => None,
     };
     let mut body = Body::default();
@@ -173,8 +214,10 @@ fuzz_target!(|data: &[u8]| {
     match choice {
         0 => outbound(&f.out, &req, &host, next, &mut body),
         1 => outbound(&f.out_route, &req, &host, next, &mut body),
-        2 => inbound(Some(&f.policy), &req, &host, next),
-        3 => inbound(None, &req, &host, next),
+        2 => outbound(&f.out_grpc, &req, &host, next, &mut body),
+        3 => inbound(Some(&f.policy), false, &req, &host, next),
+        4 => inbound(Some(&f.grpc_policy), true, &req, &host, next),
+        5 => inbound(None, false, &req, &host, next),
         _ => assert_eq!(next, Next::Stop, "no configuration, yet let through"),
     }
 });
@@ -195,16 +238,24 @@ enum Want {
 }
 
 fn want(o: &Outbound, req: &FilterRequest) -> Want {
-    let Ok(path) = std::str::from_utf8(first(req, ":path").unwrap_or_default()) else {
-        return Want::Answer(404);
-    };
     let headers = Headers {
         method: first(req, ":method"),
         app_id: first(req, "dapr-app-id"),
         authorization: first(req, "authorization"),
         api_token: first(req, "dapr-api-token"),
+        callee_app_id: first(req, "dapr-callee-app-id"),
     };
-    match reference::asked(path, &headers, "checkout", o.api_token) {
+    // A gRPC call is never read by its path; its refusals are `UNKNOWN` (500) but for the token.
+    let asked = if o.grpc {
+        reference::asked_grpc(&headers, o.api_token)
+    } else {
+        let Ok(path) = std::str::from_utf8(first(req, ":path").unwrap_or_default()) else {
+            return Want::Answer(404);
+        };
+        reference::asked(path, &headers, "checkout", o.api_token)
+    };
+    let refused = |status| Want::Answer(if o.grpc { 500 } else { status });
+    match asked {
         Asked::Call {
             id,
             path,
@@ -214,11 +265,11 @@ fn want(o: &Outbound, req: &FilterRequest) -> Want {
                 .ok()
                 .and_then(|id| reference::target(id, o.namespace))
             else {
-                return Want::Answer(400);
+                return refused(400);
             };
             match o.apps.iter().find(|(a, n, _, _)| *a == id && *n == ns) {
                 Some(app) => Want::Forward(app, path, drop_authorization),
-                None => Want::Answer(500),
+                None => refused(500),
             }
         }
         Asked::Answer { status, .. } => Want::Answer(status),
@@ -337,7 +388,7 @@ fn outbound(o: &Outbound, req: &FilterRequest, host: &FakeHost, next: Next, body
     }
 }
 
-fn inbound(policy: Option<&Acl>, req: &FilterRequest, host: &FakeHost, next: Next) {
+fn inbound(policy: Option<&Acl>, grpc: bool, req: &FilterRequest, host: &FakeHost, next: Next) {
     // The identity: exactly one valid SPIFFE id among the peer's URI SANs.
     let ids: Vec<(String, String, String)> = req
         .peer
@@ -356,6 +407,7 @@ fn inbound(policy: Option<&Acl>, req: &FilterRequest, host: &FakeHost, next: Nex
         .and_then(|p| std::str::from_utf8(p).ok())
         .unwrap_or("");
     let allowed = match ids.as_slice() {
+        [(td, ns, app)] if grpc => policy.is_none_or(|acl| acl.allows_grpc(td, ns, app, path)),
         [(td, ns, app)] => policy.is_none_or(|acl| acl.allows(td, ns, app, method, path)),
         _ => false,
     };
@@ -375,7 +427,10 @@ fn inbound(policy: Option<&Acl>, req: &FilterRequest, host: &FakeHost, next: Nex
     };
     assert_eq!(host.header("dapr-caller-app-id"), [app.as_str()]);
     assert_eq!(host.header("dapr-caller-namespace"), [ns.as_str()]);
-    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+    if grpc {
+        // No verb to check: the method is not read, and goes on as it came.
+        assert_eq!(host.header(":method"), sent(req, ":method"), "{req:?}");
+    } else if method.bytes().any(|b| b.is_ascii_lowercase()) {
         assert_eq!(
             host.header(":method"),
             [method.to_ascii_uppercase()],

@@ -1,22 +1,23 @@
-//! The outbound decision, `route::decide`, with `:path` and the headers it may read
-//! (`dapr-app-id`, `:method`, `authorization`, `dapr-api-token`) as bytes (input format:
-//! `dapr_invoke_fuzz::input::route`).
+//! The outbound decision, `route::decide` and `route::decide_grpc`, with `:path` and the headers
+//! they may read (`dapr-app-id`, `:method`, `authorization`, `dapr-api-token`,
+//! `dapr-callee-app-id`) as bytes (input format: `dapr_invoke_fuzz::input::route`).
 //!
-//! Properties, for two configurations (own namespace `default` without an API token; `prod` with
-//! one):
+//! Properties, for three configurations (own namespace `default` without an API token; `prod`
+//! with one; a gRPC one, `"calls": "grpc"`, decided by `decide_grpc`):
 //! - it never panics;
 //! - it decides exactly what an independent reading of Dapr's sidecar API decides
-//!   (`reference::asked`, `reference::target` and a hand-written table of the configured apps):
-//!   a Forward goes to the app the request named (the invoke URL's id, else `dapr-app-id`, else
-//!   the basic-auth user) and to no other, with the invoke URL's method path and query as the new
+//!   (`reference::asked` / `asked_grpc`, `reference::target` and a hand-written table of the
+//!   configured apps): a Forward goes to the app the request named (the invoke URL's id, else
+//!   `dapr-app-id`, else the basic-auth user; for gRPC, `dapr-callee-app-id`, else
+//!   `dapr-app-id`) and to no other, with the invoke URL's method path and query as the new
 //!   path; the sidecar's own endpoints (health, metadata) never forward; the API token is
-//!   required where the docs require it; every answer has the documented status and error code;
-//! - it reads no other header than those four, and the headers it did not read cannot change its
+//!   required where the docs require it; every answer has the documented status and code;
+//! - it reads no other headers than those, and the headers it did not read cannot change its
 //!   decision (the filter skips those host calls).
 #![no_main]
 
 use dapr_invoke::config::Config;
-use dapr_invoke::route::{decide, Decision, INVALID_API_TOKEN};
+use dapr_invoke::route::{decide, decide_grpc, Decision, INVALID_API_TOKEN};
 use dapr_invoke_fuzz::input::{self, RouteRequest};
 use dapr_invoke_fuzz::reference::{self, Asked, Headers};
 use libfuzzer_sys::fuzz_target;
@@ -27,6 +28,8 @@ use std::sync::LazyLock;
 /// A configuration, and the same apps written out by hand as (app id, namespace, cluster).
 struct Case {
     config: Config,
+    /// `"calls": "grpc"`: decided by `decide_grpc`.
+    grpc: bool,
     own_namespace: &'static str,
     api_token: Option<&'static [u8]>,
     apps: &'static [(&'static str, &'static str, &'static str)],
@@ -34,7 +37,7 @@ struct Case {
 
 const TOKEN: &str = "s3cret";
 
-static CASES: LazyLock<[Case; 2]> = LazyLock::new(|| {
+static CASES: LazyLock<[Case; 3]> = LazyLock::new(|| {
     let env = |name: &str| (name == "DAPR_API_TOKEN").then(|| TOKEN.to_string());
     let load = |json: &str| Config::load(json.as_bytes(), &env).expect("the fixture loads");
     [
@@ -47,6 +50,7 @@ static CASES: LazyLock<[Case; 2]> = LazyLock::new(|| {
                 "X_9": {"cluster": "x9"},
                 "a23456789012345678901234567890123456789012345678901234567890123": {"cluster": "long"}}}"#,
             ),
+            grpc: false,
             own_namespace: "default",
             api_token: None,
             apps: &[
@@ -69,12 +73,26 @@ static CASES: LazyLock<[Case; 2]> = LazyLock::new(|| {
                 "apps": {"order-processor.default": {"cluster": "op-default"},
                          "payments": {"cluster": "pay"}, "b.other": {"cluster": "b-other"}}}"#,
             ),
+            grpc: false,
             own_namespace: "prod",
             api_token: Some(TOKEN.as_bytes()),
             apps: &[
                 ("order-processor", "default", "op-default"),
                 ("payments", "prod", "pay"),
                 ("b", "other", "b-other"),
+            ],
+        },
+        Case {
+            config: load(
+                r#"{"app_id": "checkout", "calls": "grpc", "api_token_env": "DAPR_API_TOKEN",
+                "apps": {"order-processor": {"cluster": "op"}, "payments.prod": {"cluster": "pay"}}}"#,
+            ),
+            grpc: true,
+            own_namespace: "default",
+            api_token: Some(TOKEN.as_bytes()),
+            apps: &[
+                ("order-processor", "default", "op"),
+                ("payments", "prod", "pay"),
             ],
         },
     ]
@@ -103,12 +121,24 @@ fn want(case: &Case, path: &str, req: &RouteRequest<'_>) -> Want {
         app_id: req.app_id,
         authorization: req.authorization,
         api_token: req.api_token,
+        callee_app_id: req.callee_app_id,
     };
-    let err = |status| Want::Answer {
-        status,
-        error_code: Some("ERR_DIRECT_INVOKE".into()),
+    // A gRPC refusal is `UNKNOWN` (500) but for the token; an HTTP one is Dapr's JSON error.
+    let err = |status| match case.grpc {
+        true => Want::Answer {
+            status: 500,
+            error_code: None,
+        },
+        false => Want::Answer {
+            status,
+            error_code: Some("ERR_DIRECT_INVOKE".into()),
+        },
     };
-    match reference::asked(path, &headers, "checkout", case.api_token) {
+    let asked = match case.grpc {
+        true => reference::asked_grpc(&headers, case.api_token),
+        false => reference::asked(path, &headers, "checkout", case.api_token),
+    };
+    match asked {
         Asked::Call {
             id,
             path,
@@ -165,10 +195,8 @@ fn got(d: &Decision<'_>) -> Want {
                     assert_eq!((r.status, &r.body[..]), (401, INVALID_API_TOKEN.as_bytes()));
                     None
                 }
-                None => {
-                    assert!(r.body.is_empty());
-                    None
-                }
+                // Empty, or a gRPC error's message (Envoy's `grpc-message`).
+                None => None,
             };
             Want::Answer {
                 status: r.status,
@@ -185,10 +213,14 @@ fuzz_target!(|data: &[u8]| {
     let path = String::from_utf8_lossy(req.path);
     for case in CASES.iter() {
         let read = RefCell::new(Vec::new());
-        let decision = decide(&case.config, &path, |name| {
+        let header = |name: &str| {
             read.borrow_mut().push(name.to_string());
             Ok::<_, Infallible>(req.header(name).map(<[u8]>::to_vec))
-        });
+        };
+        let decision = match case.grpc {
+            true => decide_grpc(&case.config, header),
+            false => decide(&case.config, &path, header),
+        };
         let Ok(decision) = decision;
         assert_eq!(
             got(&decision),
@@ -200,15 +232,25 @@ fuzz_target!(|data: &[u8]| {
         let read = read.into_inner();
         for name in &read {
             assert!(
-                ["dapr-app-id", ":method", "authorization", "dapr-api-token"]
-                    .contains(&name.as_str()),
+                [
+                    "dapr-app-id",
+                    ":method",
+                    "authorization",
+                    "dapr-api-token",
+                    "dapr-callee-app-id"
+                ]
+                .contains(&name.as_str()),
                 "read {name}"
             );
         }
-        let Ok(again) = decide(&case.config, &path, |name| {
+        let only_read = |name: &str| {
             let known = read.iter().any(|r| r == name);
             Ok::<_, Infallible>(req.header(name).filter(|_| known).map(<[u8]>::to_vec))
-        });
+        };
+        let Ok(again) = match case.grpc {
+            true => decide_grpc(&case.config, only_read),
+            false => decide(&case.config, &path, only_read),
+        };
         assert_eq!(
             again, decision,
             "a header it did not read changed the decision"

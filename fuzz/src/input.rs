@@ -2,18 +2,20 @@
 //! written from the unit tests' cases, and any bytes still mean something.
 
 /// `route`: NUL-separated fields, `:path`, then the values of `dapr-app-id`, `:method`,
-/// `authorization` and `dapr-api-token`; a field past the last NUL is absent (`None`).
+/// `authorization`, `dapr-api-token` and `dapr-callee-app-id`; a field past the last NUL is
+/// absent (`None`).
 ///
 /// `/orders\0order-processor` is a request for `/orders` with `dapr-app-id: order-processor`;
 /// `/v1.0/healthz\0\0GET` a `GET` of the health endpoint.
 pub fn route(data: &[u8]) -> RouteRequest<'_> {
-    let mut fields = data.splitn(5, |b| *b == 0);
+    let mut fields = data.splitn(6, |b| *b == 0);
     RouteRequest {
         path: fields.next().unwrap_or_default(),
         app_id: fields.next(),
         method: fields.next(),
         authorization: fields.next(),
         api_token: fields.next(),
+        callee_app_id: fields.next(),
     }
 }
 
@@ -25,6 +27,7 @@ pub struct RouteRequest<'a> {
     pub method: Option<&'a [u8]>,
     pub authorization: Option<&'a [u8]>,
     pub api_token: Option<&'a [u8]>,
+    pub callee_app_id: Option<&'a [u8]>,
 }
 
 impl RouteRequest<'_> {
@@ -35,6 +38,7 @@ impl RouteRequest<'_> {
             ":method" => self.method,
             "authorization" => self.authorization,
             "dapr-api-token" => self.api_token,
+            "dapr-callee-app-id" => self.callee_app_id,
             _ => None,
         }
     }

@@ -33,6 +33,7 @@ pub struct Headers<'a> {
     pub app_id: Option<&'a [u8]>,
     pub authorization: Option<&'a [u8]>,
     pub api_token: Option<&'a [u8]>,
+    pub callee_app_id: Option<&'a [u8]>,
 }
 
 /// What an outbound request asks for, read the way Dapr's HTTP API documents it.
@@ -181,6 +182,36 @@ pub fn asked(path: &str, h: &Headers<'_>, own_app_id: &str, api_token: Option<&[
     Asked::Answer {
         status: 404,
         error_code: ERR,
+    }
+}
+
+/// Dapr's gRPC proxying, as the outbound filter serves it with `"calls": "grpc"` (`src/route.rs`,
+/// README): the API token when the sidecar has one (401, `UNAUTHENTICATED`), then the app named
+/// by `dapr-callee-app-id`, else `dapr-app-id` (neither: 500, `UNKNOWN`); the path is never
+/// rewritten.
+pub fn asked_grpc(h: &Headers<'_>, api_token: Option<&[u8]>) -> Asked {
+    if let Some(token) = api_token {
+        if h.api_token != Some(token) {
+            return Asked::Answer {
+                status: 401,
+                error_code: None,
+            };
+        }
+    }
+    let named = [h.callee_app_id, h.app_id]
+        .into_iter()
+        .flatten()
+        .find(|id| !id.is_empty());
+    match named {
+        Some(id) => Asked::Call {
+            id: id.to_vec(),
+            path: None,
+            drop_authorization: false,
+        },
+        None => Asked::Answer {
+            status: 500,
+            error_code: None,
+        },
     }
 }
 
@@ -438,6 +469,8 @@ pub mod acl {
     pub struct Operation {
         /// Lowercased segments of the name, with the leading '/' added when missing.
         pub segments: Vec<String>,
+        /// The same, in the case written (gRPC method names match case-sensitively).
+        pub exact: Vec<String>,
         pub verbs: Vec<String>,
         pub allow: bool,
     }
@@ -504,8 +537,9 @@ pub mod acl {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
     }
 
-    /// The name's segments, or why no normalized path could ever match it.
-    fn name_segments(name: &str) -> Result<Vec<String>, String> {
+    /// The name's segments (lowercased, and as written), or why no normalized path could ever
+    /// match it.
+    fn name_segments(name: &str) -> Result<(Vec<String>, Vec<String>), String> {
         let name = if name.starts_with('/') {
             name.to_string()
         } else {
@@ -515,9 +549,10 @@ pub mod acl {
             return Err(format!("name {name:?} has a character no path has"));
         }
         if name == "/" {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
-        let segments: Vec<String> = name[1..].split('/').map(str::to_lowercase).collect();
+        let exact: Vec<String> = name[1..].split('/').map(str::to_string).collect();
+        let segments: Vec<String> = exact.iter().map(|s| s.to_lowercase()).collect();
         if segments
             .iter()
             .any(|s| s.is_empty() || s == "." || s == "..")
@@ -527,7 +562,7 @@ pub mod acl {
         if segments.iter().filter(|s| *s == "**").count() > 1 {
             return Err(format!("name {name:?} has two '**'"));
         }
-        Ok(segments)
+        Ok((segments, exact))
     }
 
     impl Acl {
@@ -585,7 +620,7 @@ pub mod acl {
                         Some(n) if !n.is_empty() => n,
                         _ => return Err("operation name missing or empty".into()),
                     };
-                    let segments = name_segments(name)?;
+                    let (segments, exact) = name_segments(name)?;
                     if operations.iter().any(|x| x.segments == segments) {
                         return Err(format!("operation {name:?} twice"));
                     }
@@ -612,6 +647,7 @@ pub mod acl {
                     }
                     operations.push(Operation {
                         segments,
+                        exact,
                         verbs,
                         allow,
                     });
@@ -630,6 +666,19 @@ pub mod acl {
             })
         }
 
+        /// Whether a gRPC call of `method` (`/package.Service/Method`) is allowed: the same
+        /// table, but the name matched in its own case and without verbs (the operation that
+        /// matches decides with its own action), as Dapr's gRPC proxy checks.
+        pub fn allows_grpc(
+            &self,
+            trust_domain: &str,
+            namespace: &str,
+            app_id: &str,
+            method: &str,
+        ) -> bool {
+            self.decide(trust_domain, namespace, app_id, None, method)
+        }
+
         /// Whether the documented decision table allows the call.
         pub fn allows(
             &self,
@@ -637,6 +686,17 @@ pub mod acl {
             namespace: &str,
             app_id: &str,
             method: &str,
+            path: &str,
+        ) -> bool {
+            self.decide(trust_domain, namespace, app_id, Some(method), path)
+        }
+
+        fn decide(
+            &self,
+            trust_domain: &str,
+            namespace: &str,
+            app_id: &str,
+            verb: Option<&str>,
             path: &str,
         ) -> bool {
             // Step 1: a path normalization refuses is denied.
@@ -655,16 +715,24 @@ pub mod acl {
                 return self.default_allow;
             }
             let fallback = policy.default_allow.unwrap_or(self.default_allow);
-            // Step 4: the most specific matching operation, the earlier one on a tie.
-            let lowered = normalized.to_lowercase();
-            let path: Vec<&str> = if lowered == "/" {
+            // Step 4: the most specific matching operation, the earlier one on a tie. HTTP
+            // matches ignore case; gRPC's do not.
+            let in_case = match verb {
+                Some(_) => normalized.to_lowercase(),
+                None => normalized,
+            };
+            let path: Vec<&str> = if in_case == "/" {
                 Vec::new()
             } else {
-                lowered[1..].split('/').collect()
+                in_case[1..].split('/').collect()
+            };
+            let name = |op: &'_ Operation| match verb {
+                Some(_) => op.segments.clone(),
+                None => op.exact.clone(),
             };
             let mut best: Option<&Operation> = None;
             for op in &policy.operations {
-                if name_matches(&op.segments, &path)
+                if name_matches(&name(op), &path)
                     && best.is_none_or(|b| more_specific(&op.segments, &b.segments))
                 {
                     best = Some(op);
@@ -673,7 +741,10 @@ pub mod acl {
             let Some(op) = best else {
                 return fallback;
             };
-            // Steps 5 and 6: the verb, upper-cased, listed or '*'.
+            // Steps 5 and 6: the verb, upper-cased, listed or '*'; a gRPC call has none.
+            let Some(method) = verb else {
+                return op.allow;
+            };
             let upper = method.to_ascii_uppercase();
             if op.verbs.iter().any(|v| v == "*" || *v == upper) {
                 op.allow
@@ -1012,6 +1083,25 @@ mod tests {
         assert!(!ok("POST", "/orders"));
         assert!(!acl.allows("other", "d", "c", "GET", "/orders"));
         assert!(!acl.allows("public", "d", "x", "GET", "/orders"));
+    }
+
+    /// gRPC calls: the full method name, in its case, no verb (docs/access-control.md).
+    #[test]
+    fn grpc_method_names() {
+        let acl = Acl::from_value(
+            &serde_json::from_str(
+                r#"{"defaultAction": "deny", "policies": [{"appId": "c", "namespace": "d",
+                "trustDomain": "public", "operations": [
+                {"name": "/orders.Orders/Submit", "action": "allow"},
+                {"name": "/orders.Orders/*", "httpVerb": ["GET"], "action": "deny"}]}]}"#,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(acl.allows_grpc("public", "d", "c", "/orders.Orders/Submit"));
+        assert!(!acl.allows_grpc("public", "d", "c", "/orders.orders/submit"));
+        assert!(!acl.allows_grpc("public", "d", "c", "/orders.Orders/Cancel"));
+        assert!(!acl.allows("public", "d", "c", "POST", "/orders.Orders/Submit"));
     }
 
     #[test]
