@@ -545,6 +545,9 @@ pub mod acl {
         } else {
             format!("/{name}")
         };
+        if !name.is_ascii() {
+            return Err(format!("name {name:?} is not ASCII"));
+        }
         if name.chars().any(|c| c.is_control() || "?#%\\;".contains(c)) {
             return Err(format!("name {name:?} has a character no path has"));
         }
@@ -552,7 +555,7 @@ pub mod acl {
             return Ok((Vec::new(), Vec::new()));
         }
         let exact: Vec<String> = name[1..].split('/').map(str::to_string).collect();
-        let segments: Vec<String> = exact.iter().map(|s| s.to_lowercase()).collect();
+        let segments: Vec<String> = exact.iter().map(|s| s.to_ascii_lowercase()).collect();
         if segments
             .iter()
             .any(|s| s.is_empty() || s == "." || s == "..")
@@ -718,7 +721,7 @@ pub mod acl {
             // Step 4: the most specific matching operation, the earlier one on a tie. HTTP
             // matches ignore case; gRPC's do not.
             let in_case = match verb {
-                Some(_) => normalized.to_lowercase(),
+                Some(_) => go_lower(&normalized),
                 None => normalized,
             };
             let path: Vec<&str> = if in_case == "/" {
@@ -752,6 +755,20 @@ pub mod acl {
                 fallback
             }
         }
+    }
+
+    /// A path lower-cased as Go's `strings.ToLower` does, as far as the result can equal an
+    /// ASCII name: ASCII letters, and the two characters Go lowers into ASCII, `İ` (U+0130) to
+    /// `i` and the Kelvin sign (U+212A) to `k`. Other characters keep their case (only a
+    /// wildcard can match them).
+    pub fn go_lower(path: &str) -> String {
+        path.chars()
+            .map(|c| match c {
+                '\u{130}' => 'i',
+                '\u{212a}' => 'k',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect()
     }
 
     fn rank(segment: &str) -> u8 {
@@ -1063,6 +1080,9 @@ mod tests {
             "/op1/x",
             "/",
             "/ORDERS/?x",
+            // Go lowers İ to i and the Kelvin sign to k.
+            "/ORDERS/%C4%B0D",
+            "/users/\u{212a}im/profile",
         ] {
             assert!(ok("get", p), "{p}");
         }
@@ -1077,6 +1097,8 @@ mod tests {
             "/op1/x/y",
             "/other",
             "//orders",
+            // Other characters keep their case: no ASCII name matches them.
+            "/\u{d6}rders",
         ] {
             assert!(!ok("GET", p), "{p}");
         }
@@ -1123,6 +1145,8 @@ mod tests {
                 "operations": [{"name": "/**/a/**", "action": "allow"}]}]}"#,
             r#"{"policies": [{"appId": "a", "namespace": "d", "trustDomain": "t",
                 "operations": [{"name": "/a/", "action": "allow"}]}]}"#,
+            r#"{"policies": [{"appId": "a", "namespace": "d", "trustDomain": "t",
+                "operations": [{"name": "/caf\u00e9", "action": "allow"}]}]}"#,
         ] {
             let v: serde_json::Value = serde_json::from_str(bad).unwrap();
             assert!(Acl::from_value(&v).is_err(), "{bad}");
