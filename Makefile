@@ -16,7 +16,7 @@ SUDO     := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 MSRV     := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
 CARGO_DENY_VERSION := 0.20.2
 
-.PHONY: help setup lint-tools cargo-deny msrv-toolchain wasm cli certs generate demo demo-grpc test unit integration lint msrv advisories validate docker clean
+.PHONY: help setup lint-tools cargo-deny msrv-toolchain wasm cli certs generate demo demo-grpc test unit integration lint msrv advisories validate docker clean fuzz fuzz-smoke
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -74,10 +74,13 @@ demo-grpc: wasm cli ## The quickstart over gRPC: `dapr-envoy run -f samples/grpc
 # cargo-deny checks the crates' licenses, duplicates (warnings) and sources against deny.toml.
 # Not the security advisories here: their database is fetched from GitHub, which the machines
 # this runs on cannot reach (only package registries); `make advisories` checks them where it can.
-lint: cargo-deny ## rustfmt, clippy (host and wasm), cargo-deny (licenses, bans, sources: deny.toml)
+lint: cargo-deny ## rustfmt, clippy (host, wasm, fuzz targets), cargo-deny (licenses, bans, sources: deny.toml)
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p dapr-invoke --features testing -- -D warnings
 	cargo clippy -p dapr-invoke --target wasm32-wasip1 -- -D warnings
+	cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 	cargo deny --workspace check --hide-inclusion-graph licenses bans sources
 
 msrv: msrv-toolchain ## Check the workspace (host and wasm) with the toolchain of the declared rust-version
@@ -87,8 +90,9 @@ msrv: msrv-toolchain ## Check the workspace (host and wasm) with the toolchain o
 advisories: cargo-deny ## RustSec advisories for every crate (cargo-deny; needs github.com)
 	cargo deny --workspace check advisories
 
-unit: ## Host unit tests and doctests (filter logic, run files, config generation)
+unit: ## Host unit tests and doctests (filter logic, run files, config generation), the fuzz references' tests
 	cargo test --workspace
+	cargo test --manifest-path fuzz/Cargo.toml --lib
 
 # `make test` does not run this: tests/test_config.py validates the same files (and checks what
 # the filter logs for each).
@@ -104,7 +108,18 @@ docker: setup ## A Docker engine, and local stand-ins for the images compose fil
 	tests/docker/engine.sh
 	PYTHON=$(PYTHON) tests/docker/images.sh
 
-test: setup lint msrv unit integration ## Every test
+test: setup lint msrv unit fuzz-smoke integration ## Every test
+
+# Coverage-guided fuzzing with cargo fuzz (libFuzzer), installed if missing. The targets, their
+# properties and how to replay a failure: README "Fuzzing", fuzz/fuzz_targets/*.rs.
+FUZZ_SECONDS       ?= 40
+FUZZ_SMOKE_SECONDS ?= 8
+FUZZ_TARGETS       ?=
+fuzz: ## Fuzz every target for FUZZ_SECONDS each (default 40; FUZZ_TARGETS="acl route" for some)
+	fuzz/run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: ## A short fuzz of every target, FUZZ_SMOKE_SECONDS each (default 8), as `make test` runs it
+	fuzz/run $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 clean: ## Remove build output and the virtualenv
 	cargo clean

@@ -196,11 +196,12 @@ impl Config {
             PluginConfig::Outbound(o) => {
                 let namespace = own_namespace(&o.app_id, o.namespace.as_deref())?;
                 cluster_header(o.cluster_header.as_deref())?;
+                // In the order `build` checks, so both name the same field first.
+                check_app_channel(o.app_channel.as_ref())?;
+                check_max_body(o.max_body_bytes)?;
                 if let Some(name) = &o.api_token_env {
                     validate_env_name(name).map_err(|e| ConfigError::field("api_token_env", e))?;
                 }
-                check_app_channel(o.app_channel.as_ref())?;
-                check_max_body(o.max_body_bytes)?;
                 check_apps(&o.apps, namespace).map(drop)
             }
             PluginConfig::Inbound(i) => {

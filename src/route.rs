@@ -299,10 +299,23 @@ fn invoke_url_id(raw: &str) -> Result<String, DaprError> {
     })
 }
 
-/// The value of `appid` in a query string (its first), decoded; `None` when it has none.
+/// The value of `appid` in a query string (its first), decoded; `None` when it has none. Read as
+/// daprd reads it (Go's `url.ParseQuery`): a pair with a `;` or a malformed escape is skipped. A
+/// value that is well formed but not UTF-8 reads as empty, which names no app.
 fn health_app_id(query: Option<&str>) -> Option<String> {
+    let well_formed = |s: &str| {
+        let b = s.as_bytes();
+        b.iter().enumerate().all(|(i, c)| {
+            *c != b'%'
+                || (b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        })
+    };
     query?.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if pair.contains(';') || !well_formed(key) || !well_formed(value) {
+            return None;
+        }
         (query_unescape(key).as_deref() == Some("appid"))
             .then(|| query_unescape(value).unwrap_or_default())
     })
@@ -521,6 +534,24 @@ mod tests {
                 "{q}"
             );
         }
+        // Found by the `route` fuzz target: daprd reads the query with Go's `url.ParseQuery`,
+        // which skips a pair with a `;` or a malformed escape, so those name no app.
+        for q in [
+            "appid=nope;",
+            "appid=%zz",
+            "appid=%zz&appid=checkout",
+            "appid;=nope&appid=checkout",
+        ] {
+            assert_eq!(
+                run(&format!("/v1.0/healthz?{q}"), None),
+                ok("<204>", None),
+                "{q}"
+            );
+        }
+        assert_eq!(
+            run("/v1.0/healthz?appid=%ff", None).unwrap_err().status,
+            500
+        );
         // The outbound check ignores it.
         assert_eq!(
             run("/v1.0/healthz/outbound?appid=nope", None),

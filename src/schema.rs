@@ -303,7 +303,19 @@ impl TryFrom<RawPluginConfig> for PluginConfig {
 
 impl<'de> Deserialize<'de> for PluginConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = RawPluginConfig::deserialize(deserializer)?;
+        // Only from an object, as the filter reads it: the derived struct alone would also take
+        // an array of the fields in order.
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = RawPluginConfig;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawPluginConfig, A::Error> {
+                RawPluginConfig::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        let raw = deserializer.deserialize_map(Fields)?;
         PluginConfig::try_from(raw).map_err(de::Error::custom)
     }
 }
@@ -475,6 +487,44 @@ mod tests {
         assert_eq!(
             Config::from_json(json.as_bytes()).unwrap_err().to_string(),
             e
+        );
+    }
+
+    /// Found by the `config` fuzz target: the schema read a JSON array of the fields in order,
+    /// which the filter refuses.
+    #[test]
+    fn only_an_object_is_a_config() {
+        let array = r#"["a", null, "outbound", {"b": {"cluster": "b"}}, null, null]"#;
+        let e = serde_json::from_str::<PluginConfig>(array).unwrap_err();
+        assert!(e.to_string().contains("expected a JSON object"), "{e}");
+        assert!(Config::from_json(array.as_bytes()).is_err());
+        let object = r#"{"app_id": "a", "apps": {"b": {"cluster": "b"}}}"#;
+        assert!(serde_json::from_str::<PluginConfig>(object).is_ok());
+    }
+
+    /// Found by the `config` fuzz target: with several bad fields, `check()` named another one
+    /// first than the filter's load did.
+    #[test]
+    fn check_and_load_name_the_same_field_first() {
+        let env = |_: &str| Some("t".to_string());
+        let json = r#"{"app_id": "a", "api_token_env": "BAD`NAME", "max_body_bytes": 0,
+            "app_channel": {"protocol": "ht{tp", "channel_address": "127.0.0.1"},
+            "apps": {"-b": {"cluster": "b"}}}"#;
+        let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+        // Fix the fields one by one, in the order the filter names them.
+        for fix in ["app_channel", "max_body_bytes", "api_token_env", "apps"] {
+            let schema: PluginConfig = serde_json::from_value(v.clone()).unwrap();
+            let load = Config::load(v.to_string().as_bytes(), &env).unwrap_err();
+            assert_eq!(schema.check().unwrap_err(), load);
+            assert!(load.to_string().contains(&format!("`{fix}")), "{load}");
+            v.as_object_mut().unwrap().remove(fix);
+            if fix == "apps" {
+                v["apps"] = serde_json::json!({"b": {"cluster": "b"}});
+            }
+        }
+        assert_eq!(
+            Config::load(v.to_string().as_bytes(), &env).map(drop),
+            Ok(())
         );
     }
 }

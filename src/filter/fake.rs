@@ -1,6 +1,9 @@
 //! A [`Host`] for unit tests: the request is built with builder methods, any host call can be
 //! made to fail, and what the filter did (headers, replies, log lines, host calls) can be read
 //! back.
+//!
+//! Host builds with the `testing` feature expose it too, for the fuzz targets in `fuzz/`; the
+//! helpers that fail a test by panicking (`one`, `reply`) stay in unit tests.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -86,6 +89,7 @@ impl FakeHost {
     }
 
     /// The one value of a request header; fails the test if it has none or several.
+    #[cfg(test)]
     pub fn one(&self, name: &str) -> String {
         match self.header(name).as_slice() {
             [one] => one.clone(),
@@ -98,6 +102,7 @@ impl FakeHost {
     }
 
     /// The one reply sent; fails the test if there is none or several.
+    #[cfg(test)]
     pub fn reply(&self) -> Reply {
         match self.replies().as_slice() {
             [one] => one.clone(),

@@ -17,8 +17,8 @@ use crate::inbound;
 use crate::route::{self, Decision, Forward, Reply};
 use crate::sidecar;
 
-#[cfg(test)]
-mod fake;
+#[cfg(any(test, all(feature = "testing", not(target_arch = "wasm32"))))]
+pub mod fake;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
