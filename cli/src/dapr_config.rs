@@ -1,8 +1,9 @@
-//! Dapr's `Configuration` resource (the file a run file's `configFilePath` names): the part the
-//! sidecars use is `spec.accessControl`, handed to the callee's filter, and its trust domain,
-//! the app's identity. The filter's own parser validates it (unknown fields, actions, verbs,
-//! ...), so its rules live in one place; the other `spec` sections Dapr knows are accepted with
-//! a warning, and a key Dapr does not know is an error.
+//! Dapr's `Configuration` resource (the file a run file's `configFilePath` names): the parts the
+//! sidecars use are `spec.accessControl`, handed to the callee's filter, its trust domain, the
+//! app's identity, and `spec.tracing` ([`crate::tracing`]), Envoy's tracing. The filter's own
+//! parser validates the access-control policy (unknown fields, actions, verbs, ...), so its rules
+//! live in one place; the other `spec` sections Dapr knows are accepted with a warning, and a key
+//! Dapr does not know is an error.
 
 use std::path::Path;
 
@@ -20,7 +21,9 @@ pub struct Config {
     pub access_control: Option<RawAccessControl>,
     /// `spec.accessControl.trustDomain`, as the filter reads it (lowercased), when given.
     pub trust_domain: Option<String>,
-    /// A line per `spec` section that has no effect here.
+    /// `spec.tracing`, when it traces anything.
+    pub tracing: Option<crate::tracing::Tracing>,
+    /// A line per `spec` section that has no effect here, or works differently.
     pub warnings: Vec<String>,
 }
 
@@ -45,7 +48,7 @@ struct Spec {
     access_control: Option<Spanned<RawAccessControl>>,
     http_pipeline: Ignored,
     app_http_pipeline: Ignored,
-    tracing: Ignored,
+    tracing: Option<Spanned<crate::tracing::RawTracing>>,
     metric: Ignored,
     metrics: Ignored,
     mtls: Ignored,
@@ -103,7 +106,6 @@ pub fn load(path: &Path) -> Result<Config, FileError> {
     for (name, section) in [
         ("httpPipeline", &spec.http_pipeline),
         ("appHttpPipeline", &spec.app_http_pipeline),
-        ("tracing", &spec.tracing),
         ("metric", &spec.metric),
         ("metrics", &spec.metrics),
         ("mtls", &spec.mtls),
@@ -122,6 +124,11 @@ pub fn load(path: &Path) -> Result<Config, FileError> {
                 "{at}: spec.{name} has no effect on Envoy sidecars; ignored"
             ));
         }
+    }
+    if let Some(raw) = &spec.tracing {
+        let read = crate::tracing::read(&raw.value, &file)?;
+        out.warnings.extend(read.warnings);
+        out.tracing = read.tracing;
     }
     if let Some(raw) = &spec.access_control {
         AccessControl::try_from(raw.value.clone()).map_err(|e| {
@@ -190,14 +197,18 @@ spec:
 ",
         );
         let config = load(&p).unwrap();
-        let (acl, warnings) = (config.access_control.unwrap(), config.warnings);
+        let (acl, warnings) = (
+            config.access_control.clone().unwrap(),
+            config.warnings.clone(),
+        );
         assert_eq!(acl.default_action.as_deref(), Some("deny"));
         assert_eq!(
             acl.policies[0].operations[0].http_verb,
             Some(vec!["POST".to_string()])
         );
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].ends_with("spec.tracing has no effect on Envoy sidecars; ignored"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // A rate without an exporter traces nothing, as daprd's null exporter.
+        assert_eq!(config.tracing, None);
     }
 
     #[test]

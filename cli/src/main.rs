@@ -11,6 +11,7 @@ mod locate;
 mod resiliency;
 mod runfile;
 mod supervise;
+mod tracing;
 mod yaml;
 
 use std::path::{Path, PathBuf};

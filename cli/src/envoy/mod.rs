@@ -13,6 +13,7 @@
 pub mod api;
 pub mod layout;
 pub mod resiliency;
+pub mod tracing;
 
 use dapr_invoke::error::{invoke_failed, no_app_channel, ERR_DIRECT_INVOKE};
 use dapr_invoke::names::{
@@ -128,6 +129,7 @@ fn local_app_cluster(me: &AppPlan, address: Address) -> Cluster {
         c.transport_socket = Some(TransportSocket {
             name: "envoy.transport_sockets.tls",
             typed_config: TypedConfig::UpstreamTlsContext(UpstreamTlsContext {
+                sni: None,
                 common_tls_context: CommonTlsContext {
                     tls_certificates: vec![],
                     alpn_protocols: vec![if http2 { "h2" } else { "http/1.1" }],
@@ -258,7 +260,7 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
         chain.transport_socket = my_tls.as_ref().map(downstream_tls);
     }
 
-    Ok(Bootstrap {
+    let mut sidecar = Bootstrap {
         node: Node {
             id: me.app_id.clone(),
             cluster: me.app_id.clone(),
@@ -270,7 +272,10 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
             listeners: vec![outbound, inbound],
             clusters,
         },
-    })
+    };
+    // Observability applies to every listener built above.
+    tracing::trace(&mut sidecar, me);
+    Ok(sidecar)
 }
 
 /// One route per target app, selected by the cluster the filter chose, carrying that target's
@@ -553,7 +558,8 @@ fn downstream_tls(tls: &TlsFiles) -> TransportSocket {
                 tls_certificates: vec![tls_certificate(tls)],
                 alpn_protocols: vec!["h2", "http/1.1"],
                 validation_context: Some(CertificateValidationContext {
-                    trusted_ca: DataSource::Filename(tls.ca.display().to_string()),
+                    trusted_ca: Some(DataSource::Filename(tls.ca.display().to_string())),
+                    system_root_certs: None,
                     match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
                         san_type: "URI",
                         matcher: StringMatcher::Prefix("spiffe://".into()),
@@ -569,11 +575,13 @@ fn upstream_tls(tls: &TlsFiles, peer: &str) -> TransportSocket {
     TransportSocket {
         name: "envoy.transport_sockets.tls",
         typed_config: TypedConfig::UpstreamTlsContext(UpstreamTlsContext {
+            sni: None,
             common_tls_context: CommonTlsContext {
                 tls_certificates: vec![tls_certificate(tls)],
                 alpn_protocols: vec!["h2"],
                 validation_context: Some(CertificateValidationContext {
-                    trusted_ca: DataSource::Filename(tls.ca.display().to_string()),
+                    trusted_ca: Some(DataSource::Filename(tls.ca.display().to_string())),
+                    system_root_certs: None,
                     match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
                         san_type: "URI",
                         matcher: StringMatcher::Exact(peer.to_string()),
@@ -724,10 +732,12 @@ pub(crate) fn listener(http: Http) -> Listener {
             }],
         },
         http_filters,
+        tracing: None,
     };
     Listener {
         name: name.to_string(),
         address,
+        traffic_direction: None,
         filter_chains: vec![FilterChain {
             filters: vec![NetworkFilter {
                 name: "envoy.filters.network.http_connection_manager",

@@ -277,6 +277,7 @@ pub fn read(
     // The app's Dapr Configuration: access control, and the trust domain the app is in.
     let mut trust_domain = dapr_invoke::names::DEFAULT_TRUST_DOMAIN.to_string();
     let mut access_control = None;
+    let mut tracing = None;
     if let Some((rel, line, key)) = text(
         "configFilePath",
         &m.config_file_path,
@@ -292,6 +293,7 @@ pub fn read(
             trust_domain = td;
         }
         access_control = config.access_control;
+        tracing = config.tracing;
     }
 
     // Resources: the app's own paths, else common's; Resiliency resources are read from them.
@@ -343,6 +345,7 @@ pub fn read(
             app_log,
             envoy_log,
             access_control,
+            tracing,
             resiliency,
             trust_domain,
             namespace: cx.namespace.to_string(),

@@ -125,6 +125,8 @@ pub struct AppPlan {
     /// `spec.accessControl` of the app's Dapr Configuration (`configFilePath`): the policy its
     /// sidecar enforces on callers.
     pub access_control: Option<dapr_invoke::acl::RawAccessControl>,
+    /// `spec.tracing` of the app's Dapr Configuration: its sidecar's spans and where they go.
+    pub tracing: Option<crate::tracing::Tracing>,
     /// The Resiliency policies that apply to this app's calls, by target app
     /// (from the YAML files in `resourcesPath` / `resourcesPaths`).
     pub resiliency: crate::resiliency::Policies,

@@ -1,0 +1,219 @@
+//! Dapr's tracing ([`crate::tracing::Tracing`], from the app's Configuration) as Envoy's own: every
+//! HTTP listener of the sidecar gets a span per call, named and tagged as daprd names its spans,
+//! and the spans go to the collector through a cluster of their own.
+//!
+//! One span per sidecar hop, as daprd makes one per daprd: the caller's sidecar a CLIENT span
+//! `CallLocal/<callee>/<method>` (its outbound listener is `OUTBOUND`), the callee's sidecar a
+//! SERVER span of the same name, its child. Envoy propagates W3C `traceparent`/`tracestate`
+//! (and B3 for Zipkin) to the callee and to the app, and the caller's app gets its sidecar's
+//! `traceparent` back on the response, as daprd adds it. Names and tags are format strings Envoy
+//! evaluates when the span ends, so they see the path the filter rewrote and the callee the route
+//! named; nothing is added to the filter. Without a tracing section nothing here is generated.
+
+use super::api::*;
+use super::Reach;
+use crate::runfile::AppPlan;
+use crate::tracing::{Endpoint, Exporter, OtlpProtocol, Tracing};
+use dapr_invoke::names::{CALLEE_APP_ID_HEADER, CALLER_APP_ID_HEADER, CALLER_NAMESPACE_HEADER};
+
+/// The cluster the spans are sent through.
+pub const TRACING_CLUSTER: &str = "dapr-tracing";
+
+/// The name of the listener that other sidecars call: its spans are the callee's (SERVER).
+const INBOUND: &str = "inbound";
+
+/// Adds tracing to every HTTP listener of `sidecar`, and the collector's cluster, when `me`'s
+/// Configuration traces.
+pub fn trace(sidecar: &mut Bootstrap, me: &AppPlan) {
+    let Some(tracing) = &me.tracing else {
+        return;
+    };
+    for listener in &mut sidecar.static_resources.listeners {
+        let inbound = listener.name == INBOUND;
+        listener.traffic_direction = Some(if inbound { "INBOUND" } else { "OUTBOUND" });
+        for chain in &mut listener.filter_chains {
+            for filter in &mut chain.filters {
+                let TypedConfig::HttpConnectionManager(hcm) = &mut filter.typed_config else {
+                    continue;
+                };
+                hcm.tracing = Some(hcm_tracing(tracing, me, inbound));
+                if !inbound {
+                    // The app's own sidecar tells it its span, as daprd does.
+                    for vhost in &mut hcm.route_config.virtual_hosts {
+                        for route in &mut vhost.routes {
+                            route.response_headers_to_add.extend(returned_context());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    sidecar
+        .static_resources
+        .clusters
+        .push(collector_cluster(tracing));
+}
+
+/// The trace context the router sent on (the sidecar's own span), back to the app: the request's
+/// `traceparent` once Envoy injected it. Not over one the app's server set itself.
+fn returned_context() -> [HeaderValueOption; 2] {
+    [
+        HeaderValueOption::if_absent("traceparent", "%REQ(traceparent)%"),
+        HeaderValueOption::if_absent("tracestate", "%REQ(tracestate)%"),
+    ]
+}
+
+/// The listener's tracing: the span's name and tags as daprd's, sampled at the Configuration's
+/// rate (a caller's sampled `traceparent` is followed whatever the rate).
+fn hcm_tracing(tracing: &Tracing, me: &AppPlan, inbound: bool) -> HcmTracing {
+    let literal = |tag: &str, value: &str| CustomTag {
+        tag: tag.into(),
+        value: CustomTagValue::Literal {
+            value: value.into(),
+        },
+    };
+    let formatted = |tag: &str, format: &str| CustomTag {
+        tag: tag.into(),
+        value: CustomTagValue::Value(format.into()),
+    };
+    let header = |name: &str| CustomTag {
+        tag: name.into(),
+        value: CustomTagValue::RequestHeader { name: name.into() },
+    };
+    let mut custom_tags = vec![
+        literal("rpc.service", "ServiceInvocation"),
+        literal("dapr.protocol", "http"),
+        formatted("dapr.status_code", "%RESPONSE_CODE%"),
+        formatted("http.request.method", "%REQ(:method)%"),
+        header(CALLER_APP_ID_HEADER),
+        header(CALLEE_APP_ID_HEADER),
+    ];
+    let operation = if inbound {
+        custom_tags.push(formatted("dapr.invoke_method", "%PATH(NQ)%"));
+        custom_tags.push(header(CALLER_NAMESPACE_HEADER));
+        // The callee is this app: its name is not taken from the request.
+        format!("CallLocal/{}%PATH(NQ)%", me.app_id)
+    } else {
+        let callee = format!("%REQ({CALLEE_APP_ID_HEADER})%");
+        custom_tags.push(formatted("net.peer.name", &callee));
+        custom_tags.push(formatted("dapr.api", "%REQ(:method)% %PATH(NQ)%"));
+        custom_tags.push(formatted("url.full", "%PATH%"));
+        format!("CallLocal/{callee}%PATH(NQ)%")
+    };
+    HcmTracing {
+        random_sampling: Percent {
+            value: f64::from(tracing.sampling_per_10k) / 100.0,
+        },
+        operation,
+        custom_tags,
+        provider: provider(tracing, me),
+    }
+}
+
+fn provider(tracing: &Tracing, me: &AppPlan) -> TracingProvider {
+    match &tracing.exporter {
+        Exporter::Zipkin(endpoint) => TracingProvider {
+            name: "envoy.tracers.zipkin",
+            typed_config: TypedConfig::ZipkinConfig(ZipkinConfig {
+                collector_cluster: TRACING_CLUSTER.into(),
+                collector_endpoint: endpoint.path.clone(),
+                collector_hostname: endpoint.authority(),
+                collector_endpoint_version: "HTTP_JSON",
+                trace_id_128bit: true,
+                shared_span_context: false,
+                // Dapr propagates W3C trace context whatever the exporter.
+                trace_context_option: "USE_B3_WITH_W3C_PROPAGATION",
+            }),
+        },
+        Exporter::Otlp {
+            endpoint,
+            protocol,
+            headers,
+            timeout,
+        } => TracingProvider {
+            name: "envoy.tracers.opentelemetry",
+            typed_config: TypedConfig::OpenTelemetryConfig(OpenTelemetryConfig {
+                // daprd's resource: `service.name` is the app id.
+                service_name: me.app_id.clone(),
+                export: match protocol {
+                    OtlpProtocol::Grpc => OtlpExport::GrpcService(GrpcService {
+                        envoy_grpc: EnvoyGrpc {
+                            cluster_name: TRACING_CLUSTER.into(),
+                            authority: endpoint.authority(),
+                        },
+                        timeout: Dur(*timeout),
+                        initial_metadata: headers
+                            .iter()
+                            .map(|(k, v)| HeaderValue {
+                                key: k.clone(),
+                                value: v.clone(),
+                            })
+                            .collect(),
+                    }),
+                    OtlpProtocol::Http => OtlpExport::HttpService(HttpService {
+                        http_uri: HttpUri {
+                            uri: format!(
+                                "{}://{}{}",
+                                if endpoint.tls { "https" } else { "http" },
+                                endpoint.authority(),
+                                endpoint.path
+                            ),
+                            cluster: TRACING_CLUSTER.into(),
+                            timeout: Dur(*timeout),
+                        },
+                        request_headers_to_add: headers
+                            .iter()
+                            .map(|(k, v)| HeaderValueOption::overwrite(k, v.clone()))
+                            .collect(),
+                    }),
+                },
+            }),
+        },
+    }
+}
+
+/// The collector's cluster: by address, or by every address its name resolves to; TLS verified
+/// against the system's CAs and the collector's name when the Configuration asks for it.
+fn collector_cluster(tracing: &Tracing) -> Cluster {
+    let (endpoint, http2) = match &tracing.exporter {
+        Exporter::Zipkin(e) => (e, false),
+        Exporter::Otlp {
+            endpoint, protocol, ..
+        } => (endpoint, *protocol == OtlpProtocol::Grpc),
+    };
+    let ip = endpoint.host.parse::<std::net::IpAddr>().is_ok();
+    let reach = if ip {
+        Reach::Static(Address::new(endpoint.host.clone(), endpoint.port))
+    } else {
+        Reach::Dns {
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+        }
+    };
+    let mut c = super::cluster(TRACING_CLUSTER, &reach, http2, super::MAX_APP_HEADERS);
+    if endpoint.tls {
+        c.transport_socket = Some(collector_tls(endpoint, ip, http2));
+    }
+    c
+}
+
+fn collector_tls(endpoint: &Endpoint, ip: bool, http2: bool) -> TransportSocket {
+    TransportSocket {
+        name: "envoy.transport_sockets.tls",
+        typed_config: TypedConfig::UpstreamTlsContext(UpstreamTlsContext {
+            sni: (!ip).then(|| endpoint.host.clone()),
+            common_tls_context: CommonTlsContext {
+                tls_certificates: vec![],
+                alpn_protocols: vec![if http2 { "h2" } else { "http/1.1" }],
+                validation_context: Some(CertificateValidationContext {
+                    trusted_ca: None,
+                    system_root_certs: Some(Empty {}),
+                    match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                        san_type: if ip { "IP_ADDRESS" } else { "DNS" },
+                        matcher: StringMatcher::Exact(endpoint.host.clone()),
+                    }],
+                }),
+            },
+        }),
+    }
+}
