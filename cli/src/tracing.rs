@@ -210,19 +210,20 @@ fn otel(raw: &RawOtel, file: &str) -> Result<Option<Exporter>, FileError> {
     if address.value.trim().is_empty() || protocol.value.trim().is_empty() {
         return Ok(None);
     }
-    let protocol_value =
-        match protocol.value.trim() {
-            "http" => OtlpProtocol::Http,
-            "grpc" => OtlpProtocol::Grpc,
-            other => return Err(FileError::new(
+    let protocol_value = match protocol.value.trim() {
+        "http" => OtlpProtocol::Http,
+        "grpc" => OtlpProtocol::Grpc,
+        other => {
+            return Err(FileError::new(
                 file,
                 line_of(protocol),
                 &key("protocol"),
                 format!(
                     "{other:?} is not an OTLP protocol: use grpc or http (daprd refuses it too)"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     // Dapr's default is TLS: an `isSecure` left out means a secure collector.
     let tls = raw.is_secure.unwrap_or(true);
     let (host, port) = host_port(address.value.trim())

@@ -14,7 +14,9 @@ use super::api::*;
 use super::Reach;
 use crate::runfile::AppPlan;
 use crate::tracing::{Endpoint, Exporter, OtlpProtocol, Tracing};
-use dapr_invoke::names::{CALLEE_APP_ID_HEADER, CALLER_APP_ID_HEADER, CALLER_NAMESPACE_HEADER};
+use dapr_invoke::names::{
+    APP_ID_HEADER, CALLEE_APP_ID_HEADER, CALLER_APP_ID_HEADER, CALLER_NAMESPACE_HEADER,
+};
 
 /// The cluster the spans are sent through.
 pub const TRACING_CLUSTER: &str = "dapr-tracing";
@@ -94,7 +96,8 @@ fn hcm_tracing(tracing: &Tracing, me: &AppPlan, inbound: bool) -> HcmTracing {
         // The callee is this app: its name is not taken from the request.
         format!("CallLocal/{}%PATH(NQ)%", me.app_id)
     } else {
-        let callee = format!("%REQ({CALLEE_APP_ID_HEADER})%");
+        // The route names the callee; a call the filter refused has the id the app gave.
+        let callee = format!("%REQ({CALLEE_APP_ID_HEADER}?{APP_ID_HEADER})%");
         custom_tags.push(formatted("net.peer.name", &callee));
         custom_tags.push(formatted("dapr.api", "%REQ(:method)% %PATH(NQ)%"));
         custom_tags.push(formatted("url.full", "%PATH%"));
@@ -215,5 +218,142 @@ fn collector_tls(endpoint: &Endpoint, ip: bool, http2: bool) -> TransportSocket 
                 }),
             },
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envoy::{layout, sidecar};
+    use crate::runfile::{parse, Sequential};
+    use crate::tracing::Endpoint;
+    use serde_json::Value;
+
+    fn sidecar_json(tracing: Option<Tracing>) -> Value {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("x")).unwrap();
+        let text = "version: 1\napps:\n  - appID: a\n    appDirPath: x\n    appPort: 6001\n    command: [a]\n  - appID: b\n    appDirPath: x\n    command: [b]\n";
+        let mut plan = parse(text, "dapr.yaml", d.path(), &mut Sequential::default()).unwrap();
+        plan.apps[1].tracing = tracing;
+        let layout = layout::Local {
+            wasm: "/w.wasm".into(),
+            certs: Some("/c".into()),
+        };
+        serde_json::to_value(sidecar(&plan, &plan.apps[1], &layout).unwrap()).unwrap()
+    }
+
+    fn hcm(v: &Value, i: usize) -> &Value {
+        &v["static_resources"]["listeners"][i]["filter_chains"][0]["filters"][0]["typed_config"]
+    }
+
+    #[test]
+    fn every_listener_traces_as_dapr_names_its_spans() {
+        let v = sidecar_json(Some(Tracing {
+            sampling_per_10k: 2_500,
+            exporter: Exporter::Otlp {
+                endpoint: Endpoint {
+                    host: "collector.example".into(),
+                    port: 4317,
+                    path: "/".into(),
+                    tls: true,
+                },
+                protocol: OtlpProtocol::Grpc,
+                headers: vec![("x-tenant".into(), "t".into())],
+                timeout: std::time::Duration::from_secs(3),
+            },
+        }));
+        let listeners = v["static_resources"]["listeners"].as_array().unwrap();
+        assert_eq!(listeners.len(), 2);
+        for (i, l) in listeners.iter().enumerate() {
+            let t = &hcm(&v, i)["tracing"];
+            assert_eq!(t["random_sampling"]["value"], 25.0);
+            let provider = &t["provider"]["typed_config"];
+            assert_eq!(provider["service_name"], "b");
+            assert_eq!(
+                provider["grpc_service"]["envoy_grpc"]["cluster_name"],
+                TRACING_CLUSTER
+            );
+            assert_eq!(provider["grpc_service"]["timeout"], "3s");
+            assert_eq!(
+                provider["grpc_service"]["initial_metadata"][0]["key"],
+                "x-tenant"
+            );
+            let inbound = l["name"] == INBOUND;
+            assert_eq!(
+                l["traffic_direction"],
+                if inbound { "INBOUND" } else { "OUTBOUND" }
+            );
+            assert_eq!(
+                t["operation"],
+                if inbound {
+                    "CallLocal/b%PATH(NQ)%"
+                } else {
+                    "CallLocal/%REQ(dapr-callee-app-id?dapr-app-id)%%PATH(NQ)%"
+                }
+            );
+        }
+        // The app gets its sidecar's trace context back on every route's response.
+        for route in hcm(&v, 0)["route_config"]["virtual_hosts"][0]["routes"]
+            .as_array()
+            .unwrap()
+        {
+            let added = route["response_headers_to_add"].as_array().unwrap();
+            assert!(added
+                .iter()
+                .any(|h| h["header"]["key"] == "traceparent"
+                    && h["append_action"] == "ADD_IF_ABSENT"));
+        }
+        let clusters = v["static_resources"]["clusters"].as_array().unwrap();
+        let c = clusters
+            .iter()
+            .find(|c| c["name"] == TRACING_CLUSTER)
+            .unwrap();
+        assert_eq!(c["cluster_type"]["name"], "envoy.clusters.dns");
+        let tls = &c["transport_socket"]["typed_config"];
+        assert_eq!(tls["sni"], "collector.example");
+        let validation = &tls["common_tls_context"]["validation_context"];
+        assert!(validation.get("trusted_ca").is_none());
+        assert_eq!(validation["system_root_certs"], serde_json::json!({}));
+        assert_eq!(
+            validation["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+            "collector.example"
+        );
+    }
+
+    #[test]
+    fn zipkin_propagates_w3c_and_without_tracing_nothing_is_added() {
+        let v = sidecar_json(Some(Tracing {
+            sampling_per_10k: 10_000,
+            exporter: Exporter::Zipkin(Endpoint {
+                host: "127.0.0.1".into(),
+                port: 9411,
+                path: "/api/v2/spans".into(),
+                tls: false,
+            }),
+        }));
+        let z = &hcm(&v, 1)["tracing"]["provider"]["typed_config"];
+        assert_eq!(z["trace_context_option"], "USE_B3_WITH_W3C_PROPAGATION");
+        assert_eq!(z["trace_id_128bit"], true);
+        assert_eq!(z["shared_span_context"], false);
+        assert_eq!(z["collector_hostname"], "127.0.0.1:9411");
+        let c = v["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == TRACING_CLUSTER)
+            .unwrap();
+        assert_eq!(c["type"], "STATIC");
+        assert!(c.get("transport_socket").is_none());
+
+        let plain = sidecar_json(None);
+        let text = plain.to_string();
+        for absent in [
+            "tracing",
+            "traffic_direction",
+            TRACING_CLUSTER,
+            "traceparent",
+        ] {
+            assert!(!text.contains(absent), "{absent}");
+        }
     }
 }
