@@ -14,6 +14,7 @@ use log::Level;
 use crate::config::{Config, Mode};
 use crate::error::DaprError;
 use crate::inbound;
+use crate::metrics;
 use crate::route::{self, Decision, Forward, Reply};
 use crate::sidecar;
 
@@ -66,6 +67,9 @@ pub trait Host {
     ) -> Result<(), HostError>;
     /// Writes a log line. Costs a host call only when Envoy logs at `level`.
     fn log(&self, level: Level, message: fmt::Arguments<'_>);
+    /// Adds one to the filter's counter `name` ([`crate::metrics`]), defining it the first time.
+    /// Used when a call is refused, never on a forwarded one; a failure is not the request's.
+    fn count(&self, name: &str);
 }
 
 /// What Envoy does with the request once the filter is done with its headers or a piece of its
@@ -96,7 +100,11 @@ pub fn on_request_headers<H: Host>(
     config: Option<&Config>,
     body: &mut Body,
 ) -> Next {
-    let stream = Stream { host, context_id };
+    let stream = Stream {
+        host,
+        context_id,
+        app_id: config.map_or("", |c| c.app_id.as_str()),
+    };
     let Some(config) = config else {
         return stream.reject(&DaprError::not_ready("the filter has no configuration"));
     };
@@ -107,7 +115,13 @@ pub fn on_request_headers<H: Host>(
 }
 
 /// Handles a piece of a forwarded request's body: `size` bytes of it.
-pub fn on_request_body<H: Host>(host: &H, context_id: u32, body: &mut Body, size: usize) -> Next {
+pub fn on_request_body<H: Host>(
+    host: &H,
+    context_id: u32,
+    config: Option<&Config>,
+    body: &mut Body,
+    size: usize,
+) -> Next {
     let Body::Limited { left, app } = body else {
         return Next::Continue;
     };
@@ -120,7 +134,12 @@ pub fn on_request_body<H: Host>(host: &H, context_id: u32, body: &mut Body, size
             // The head of the body went on already: the reply resets the call upstream.
             let e = DaprError::body_too_large(app);
             *body = Body::Untouched;
-            Stream { host, context_id }.reject(&e)
+            Stream {
+                host,
+                context_id,
+                app_id: config.map_or("", |c| c.app_id.as_str()),
+            }
+            .reject(&e)
         }
     }
 }
@@ -146,6 +165,8 @@ pub fn configured_line(config: &Config, took: Duration) -> String {
 struct Stream<'h, H> {
     host: &'h H,
     context_id: u32,
+    /// The sidecar's app (empty until a configuration was accepted), for the metrics.
+    app_id: &'h str,
 }
 
 impl<H: Host> Stream<'_, H> {
@@ -173,7 +194,15 @@ impl<H: Host> Stream<'_, H> {
         };
         match decision {
             Decision::Forward(forward) => self.forward(config, &forward, body),
-            Decision::Reply(reply) => self.respond(&reply),
+            Decision::Reply(reply) => {
+                if reply.status >= 400 {
+                    // A Dapr error carries its code; the API token's 401 has none.
+                    let code = metrics::error_code(&reply.body);
+                    self.host
+                        .count(&metrics::refusal(self.app_id, reply.status, code));
+                }
+                self.respond(&reply)
+            }
             Decision::Metadata => self.respond(&Reply {
                 status: 200,
                 content_type: Some("application/json"),
@@ -280,6 +309,18 @@ impl<H: Host> Stream<'_, H> {
                 )
             }
             inbound::Decision::Reject { error, why } => {
+                if let Some(acl) = &config.access_control {
+                    // Dapr's ACL metrics: the caller's identity, and which rule refused.
+                    let caller = request
+                        .peer_uri_san
+                        .and_then(|uri| inbound::parse_spiffe_id(uri.trim()));
+                    let policy = match &caller {
+                        Some(c) if acl.has_policy(c) => metrics::Policy::App,
+                        _ => metrics::Policy::Global,
+                    };
+                    self.host
+                        .count(&metrics::acl_blocked(policy, caller.as_ref()));
+                }
                 // At debug: a flood of refused calls must not flood the log.
                 let (status, message) = (error.status, &error.message);
                 match why {
@@ -309,6 +350,8 @@ impl<H: Host> Stream<'_, H> {
     }
 
     fn reject(&self, e: &DaprError) -> Next {
+        self.host
+            .count(&metrics::refusal(self.app_id, e.status, e.code));
         self.respond(&Reply::from(e.clone()))
     }
 
