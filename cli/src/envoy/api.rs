@@ -16,6 +16,32 @@ pub struct Bootstrap {
     pub node: Node,
     pub admin: Admin,
     pub static_resources: StaticResources,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats_config: Option<StatsConfig>,
+}
+
+/// `config.metrics.v3.StatsConfig`: how stat names become tagged metrics, and histogram buckets.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsConfig {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stats_tags: Vec<TagSpecifier>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub histogram_bucket_settings: Vec<HistogramBucketSettings>,
+}
+
+/// A tag taken out of stat names: the regex's first group is removed from the name, its second
+/// is the tag's value.
+#[derive(Debug, Clone, Serialize)]
+pub struct TagSpecifier {
+    pub tag_name: String,
+    pub regex: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistogramBucketSettings {
+    #[serde(rename = "match")]
+    pub stat_match: StringMatcher,
+    pub buckets: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -68,6 +94,9 @@ pub struct Listener {
     /// `INBOUND` or `OUTBOUND`: tracing makes SERVER or CLIENT spans from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traffic_direction: Option<&'static str>,
+    /// The most bytes buffered per connection (Envoy's default: 1 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_connection_buffer_limit_bytes: Option<u32>,
     pub filter_chains: Vec<FilterChain>,
 }
 
@@ -276,6 +305,15 @@ pub struct VirtualHost {
     pub name: String,
     pub domains: Vec<String>,
     pub routes: Vec<Route>,
+    /// Requests counted apart (`vhost.<name>.vcluster.<cluster>.*` stats), by their headers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub virtual_clusters: Vec<VirtualCluster>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VirtualCluster {
+    pub name: String,
+    pub headers: Vec<HeaderMatcher>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -290,6 +328,9 @@ pub struct Route {
     pub request_headers_to_remove: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub response_headers_to_add: Vec<HeaderValueOption>,
+    /// The route's own stats, `vhost.<virtual host>.route.<stat_prefix>.*`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stat_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -311,6 +352,12 @@ pub struct HeaderMatcher {
 pub enum StringMatcher {
     Exact(String),
     Prefix(String),
+    SafeRegex(RegexMatcher),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegexMatcher {
+    pub regex: String,
 }
 
 /// The route's action: Envoy's `oneof action`.
@@ -450,6 +497,8 @@ pub enum TypedConfig {
     OpenTelemetryConfig(OpenTelemetryConfig),
     #[serde(rename = "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig")]
     ZipkinConfig(ZipkinConfig),
+    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua")]
+    Lua { default_source_code: DataSource },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -578,6 +627,9 @@ pub struct Cluster {
     #[serde(flatten)]
     pub discovery: Discovery,
     pub connect_timeout: Dur,
+    /// The most bytes buffered per connection (Envoy's default: 1 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_connection_buffer_limit_bytes: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lb_policy: Option<&'static str>,
     pub load_assignment: ClusterLoadAssignment,
@@ -798,6 +850,7 @@ mod tests {
             request_headers_to_add: vec![],
             request_headers_to_remove: vec![],
             response_headers_to_add: vec![],
+            stat_prefix: None,
         };
         assert_eq!(
             json(&route),

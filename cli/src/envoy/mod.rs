@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod layout;
+pub mod metrics;
 pub mod resiliency;
 pub mod tracing;
 
@@ -272,9 +273,11 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
             listeners: vec![outbound, inbound],
             clusters,
         },
+        stats_config: None,
     };
-    // Observability applies to every listener built above.
+    // Observability applies to every listener built above; the metrics listener is its own.
     tracing::trace(&mut sidecar, me);
+    metrics::observe(&mut sidecar, plan, me, listen.metrics);
     Ok(sidecar)
 }
 
@@ -316,6 +319,7 @@ fn outbound_routes(plan: &Plan, me: &AppPlan) -> Vec<Route> {
                     .collect(),
                 request_headers_to_remove: strip(),
                 response_headers_to_add: vec![],
+                stat_prefix: None,
             }
         })
         .collect();
@@ -333,6 +337,7 @@ fn outbound_routes(plan: &Plan, me: &AppPlan) -> Vec<Route> {
         request_headers_to_add: forwarded_host(),
         request_headers_to_remove: strip(),
         response_headers_to_add: vec![],
+        stat_prefix: None,
     });
     routes
 }
@@ -408,6 +413,7 @@ fn inbound_route(me: &AppPlan) -> Route {
         request_headers_to_add: add,
         request_headers_to_remove: remove,
         response_headers_to_add: content_type,
+        stat_prefix: None,
     }
 }
 
@@ -501,6 +507,7 @@ pub(crate) fn cluster(
         name: name.to_string(),
         discovery,
         connect_timeout: Dur::secs(1),
+        per_connection_buffer_limit_bytes: None,
         // Send each request to the least busy instance.
         lb_policy: dns.then_some("LEAST_REQUEST"),
         load_assignment: ClusterLoadAssignment {
@@ -729,6 +736,7 @@ pub(crate) fn listener(http: Http) -> Listener {
                 name: name.to_string(),
                 domains: vec!["*".into()],
                 routes,
+                virtual_clusters: vec![],
             }],
         },
         http_filters,
@@ -738,6 +746,7 @@ pub(crate) fn listener(http: Http) -> Listener {
         name: name.to_string(),
         address,
         traffic_direction: None,
+        per_connection_buffer_limit_bytes: None,
         filter_chains: vec![FilterChain {
             filters: vec![NetworkFilter {
                 name: "envoy.filters.network.http_connection_manager",
@@ -886,7 +895,10 @@ apps:
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["to-order-processor", "to-checkout"]);
+        assert_eq!(
+            names,
+            ["to-order-processor", "to-checkout", metrics::ADMIN_CLUSTER]
+        );
     }
 
     #[test]
@@ -969,7 +981,7 @@ apps:
                     let max = opts["max_headers_count"].as_u64().unwrap();
                     assert!(max >= u64::from(MAX_APP_HEADERS), "{name}");
                     // What a sidecar sends on must fit what the next one accepts.
-                    if name == "outbound" {
+                    if name == "outbound" || name == metrics::METRICS_LISTENER {
                         assert_eq!(max, u64::from(MAX_APP_HEADERS));
                     } else {
                         assert_eq!(max, u64::from(MAX_MESH_HEADERS));
@@ -1071,7 +1083,10 @@ apps:
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["to-checkout", LOCAL_APP_CLUSTER]);
+        assert_eq!(
+            names,
+            ["to-checkout", LOCAL_APP_CLUSTER, metrics::ADMIN_CLUSTER]
+        );
         // An app without a port has no app to serve it: its own inbound listener answers.
         let PluginConfig::Outbound(o) = outbound_plugin(&p, &p.apps[1]) else {
             panic!()

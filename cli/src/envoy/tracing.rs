@@ -31,6 +31,9 @@ pub fn trace(sidecar: &mut Bootstrap, me: &AppPlan) {
         return;
     };
     for listener in &mut sidecar.static_resources.listeners {
+        if listener.name == super::metrics::METRICS_LISTENER {
+            continue;
+        }
         let inbound = listener.name == INBOUND;
         listener.traffic_direction = Some(if inbound { "INBOUND" } else { "OUTBOUND" });
         for chain in &mut listener.filter_chains {
@@ -263,8 +266,14 @@ mod tests {
             },
         }));
         let listeners = v["static_resources"]["listeners"].as_array().unwrap();
-        assert_eq!(listeners.len(), 2);
-        for (i, l) in listeners.iter().enumerate() {
+        assert_eq!(listeners.len(), 3);
+        // The metrics listener is no app traffic: a scrape is no span.
+        assert_eq!(
+            listeners[2]["name"],
+            crate::envoy::metrics::METRICS_LISTENER
+        );
+        assert!(hcm(&v, 2).get("tracing").is_none());
+        for (i, l) in listeners.iter().enumerate().take(2) {
             let t = &hcm(&v, i)["tracing"];
             assert_eq!(t["random_sampling"]["value"], 25.0);
             let provider = &t["provider"]["typed_config"];

@@ -130,7 +130,7 @@ pub fn read(
     let requested = RequestedPorts {
         http: port(&m.dapr_http_port),
         inbound: port(&m.dapr_internal_grpc_port),
-        admin: port(&m.metrics_port),
+        metrics: port(&m.metrics_port),
     };
     let explicit = [
         ("appPort", &m.app_port),
@@ -339,6 +339,7 @@ pub fn read(
             protocol,
             http_port: 0,
             inbound_port: 0,
+            metrics_port: 0,
             admin_port: 0,
             requested,
             envoy_log_level,

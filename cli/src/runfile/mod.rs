@@ -97,7 +97,8 @@ impl LogDest {
 pub struct RequestedPorts {
     pub http: Option<u16>,
     pub inbound: Option<u16>,
-    pub admin: Option<u16>,
+    /// `metricsPort`: the metrics listener.
+    pub metrics: Option<u16>,
 }
 
 /// One app, with everything decided.
@@ -114,7 +115,10 @@ pub struct AppPlan {
     pub http_port: u16,
     /// Inbound listener: what other sidecars call to reach this app.
     pub inbound_port: u16,
-    /// Envoy's admin port (`metricsPort` when given: `/stats/prometheus` lives there).
+    /// The metrics listener (`metricsPort` when given): Dapr's metrics and Envoy's own in
+    /// Prometheus' format at `/stats/prometheus`, and `/ready`.
+    pub metrics_port: u16,
+    /// Envoy's admin interface, on loopback (whoever reaches it can stop Envoy).
     pub admin_port: u16,
     /// The ports the run file itself sets; the three above are these, or ones found free.
     pub requested: RequestedPorts,
