@@ -4,6 +4,8 @@
 (dapr/dapr `pkg/diagnostics/service_monitoring.go`, `pkg/acl`, `errorcode_monitoring.go`)."""
 from __future__ import annotations
 
+import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import harness
 
 APPS = Path(__file__).resolve().parent / "apps"
+DASHBOARD = harness.ROOT / "observability" / "grafana-dashboard.json"
 # Dapr's default latency buckets, in ms.
 DAPR_BUCKETS = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30, 40, 50, 65, 80, 100, 130, 160, 200, 250,
                 300, 400, 500, 650, 800, 1000, 2000, 5000, 10000, 20000, 50000, 100000]
@@ -190,3 +193,36 @@ def test_the_metrics_port_serves_the_scrape_and_ready_only(mesh):
         assert resp.status_code == 404, path
     # Envoy's own metrics are still there beside Dapr's.
     assert "envoy_cluster_upstream_rq_total" in scrape(mesh, "caller")
+
+
+def test_every_dashboard_query_names_metrics_and_labels_the_sidecars_export(traffic):
+    """The Grafana dashboard shipped in observability/ queries what a live sidecar exports: every
+    metric its queries name is in a scrape after traffic, with every label they group or match by."""
+    dash = json.loads(DASHBOARD.read_text())
+    deadline = time.monotonic() + 12
+    while True:  # histograms appear at Envoy's first publication (5 s)
+        labels_of: dict[str, set[str]] = {}
+        for app in traffic.metrics:
+            for name, series in scrape(traffic, app).items():
+                labels_of.setdefault(name, set()).update(k for labels in series for k, _ in labels)
+        if "dapr_runtime_service_invocation_res_recv_latency_ms_bucket" in labels_of:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    queries = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    queries += [v["query"] for v in dash["templating"]["list"] if v["type"] == "query"]
+    assert len(queries) >= 10
+    for q in queries:
+        metrics = set(re.findall(r"\b((?:dapr|envoy)_[A-Za-z0-9_]+)\b", q))
+        assert metrics, q
+        labels = {label.strip() for group in re.findall(r"\bby\s*\(([^)]*)\)", q)
+                  for label in group.split(",") if label.strip()}
+        labels |= set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)\s*\"", q))
+        labels |= set(re.findall(r"label_values\(\s*[A-Za-z0-9_]+\s*,\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)", q))
+        for m in metrics:
+            assert m in labels_of, f"{q}: no sidecar exports {m}"
+        exported = set().union(*(labels_of[m] for m in metrics))
+        assert labels <= exported, f"{q}: labels {labels - exported} are not on {metrics}"
+    # Each panel is a query of Prometheus, by the dashboard's data source variable.
+    for panel in dash["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
