@@ -49,6 +49,15 @@ const SCRAPE_BUFFER_BYTES: u32 = 64 << 20;
 /// listener at `address` with the admin cluster behind it.
 pub fn observe(sidecar: &mut Bootstrap, plan: &Plan, me: &AppPlan, address: Address) {
     let admin = sidecar.admin.address.socket_address.port_value;
+    if !me.metrics.enabled {
+        // Dapr's metrics are off: no per-call stats, and the metrics port shows Envoy's own.
+        sidecar
+            .static_resources
+            .listeners
+            .push(metrics_listener(address, None));
+        sidecar.static_resources.clusters.push(admin_cluster(admin));
+        return;
+    }
     for listener in &mut sidecar.static_resources.listeners {
         for chain in &mut listener.filter_chains {
             for filter in &mut chain.filters {
@@ -68,9 +77,9 @@ pub fn observe(sidecar: &mut Bootstrap, plan: &Plan, me: &AppPlan, address: Addr
     sidecar
         .static_resources
         .listeners
-        .push(metrics_listener(address, &lua(plan, me)));
+        .push(metrics_listener(address, Some(&lua(plan, me))));
     sidecar.static_resources.clusters.push(admin_cluster(admin));
-    sidecar.stats_config = Some(stats_config());
+    sidecar.stats_config = Some(stats_config(me));
 }
 
 /// Each route to another app's sidecar counts under the app's id. A call of the app to itself
@@ -109,7 +118,11 @@ fn callers(plan: &Plan, me: &AppPlan) -> Vec<VirtualCluster> {
 
 /// The filter's counters carry their labels in their names; each label is taken out into a
 /// tag (only these names have `;`). Dapr's latency buckets for the per-call histograms.
-fn stats_config() -> StatsConfig {
+fn stats_config(me: &AppPlan) -> StatsConfig {
+    let buckets = match &me.metrics.latency_buckets_ms {
+        Some(b) => b.iter().map(|&ms| f64::from(ms)).collect(),
+        None => LATENCY_BUCKETS_MS.to_vec(),
+    };
     StatsConfig {
         stats_tags: dapr_invoke::metrics::LABELS
             .iter()
@@ -123,7 +136,7 @@ fn stats_config() -> StatsConfig {
                 regex: r"^vhost\.(outbound|inbound)\.(route|vcluster)\..+\.upstream_rq_time$"
                     .into(),
             }),
-            buckets: LATENCY_BUCKETS_MS.to_vec(),
+            buckets,
         }],
     }
 }
@@ -131,7 +144,7 @@ fn stats_config() -> StatsConfig {
 /// The metrics listener, with the protections every generated listener has (paths normalized
 /// before routing, underscore headers dropped, a header-count limit): exactly two pages of the
 /// admin interface, everything else 404.
-fn metrics_listener(address: Address, lua: &str) -> Listener {
+fn metrics_listener(address: Address, lua: Option<&str>) -> Listener {
     // Nothing a scraper sends is passed on as a mesh header.
     let internal = || {
         vec![
@@ -181,15 +194,16 @@ fn metrics_listener(address: Address, lua: &str) -> Listener {
         max_headers: MAX_APP_HEADERS,
         max_header_kb: None,
         routes,
-        filters: vec![
-            HttpFilter {
+        filters: lua
+            .map(|lua| HttpFilter {
                 name: "envoy.filters.http.lua",
                 typed_config: TypedConfig::Lua {
                     default_source_code: DataSource::InlineString(lua.to_string()),
                 },
-            },
-            super::router(),
-        ],
+            })
+            .into_iter()
+            .chain([super::router()])
+            .collect(),
         local_replies: None,
     });
     listener.per_connection_buffer_limit_bytes = Some(SCRAPE_BUFFER_BYTES);
@@ -336,10 +350,15 @@ mod tests {
     use serde_json::Value;
 
     fn sidecar_of(i: usize) -> Value {
+        sidecar_with(i, |_| {})
+    }
+
+    fn sidecar_with(i: usize, change: impl FnOnce(&mut AppPlan)) -> Value {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("x")).unwrap();
         let text = "version: 1\napps:\n  - appID: a\n    appDirPath: x\n    appPort: 6001\n    command: [a]\n  - appID: b\n    appDirPath: x\n    command: [b]\n    metricsPort: 9191\n";
-        let plan = parse(text, "dapr.yaml", d.path(), &mut Sequential::default()).unwrap();
+        let mut plan = parse(text, "dapr.yaml", d.path(), &mut Sequential::default()).unwrap();
+        change(&mut plan.apps[i]);
         let layout = layout::Local {
             wasm: "/w.wasm".into(),
             certs: Some("/c".into()),
@@ -411,6 +430,27 @@ mod tests {
                 .unwrap()
                 .len(),
             LATENCY_BUCKETS_MS.len()
+        );
+    }
+
+    #[test]
+    fn with_daprs_metrics_off_only_envoys_own_are_served() {
+        let a = sidecar_with(0, |a| a.metrics.enabled = false);
+        let text = a.to_string();
+        for absent in ["virtual_clusters", "stats_config", "envoy.filters.http.lua"] {
+            assert!(!text.contains(absent), "{absent}");
+        }
+        for route in vhost(&a, 0)["routes"].as_array().unwrap() {
+            assert!(route.get("stat_prefix").is_none(), "{route}");
+        }
+        assert_eq!(
+            a["static_resources"]["listeners"][2]["name"],
+            METRICS_LISTENER
+        );
+        let b = sidecar_with(1, |b| b.metrics.latency_buckets_ms = Some(vec![5, 50]));
+        assert_eq!(
+            b["stats_config"]["histogram_bucket_settings"][0]["buckets"],
+            serde_json::json!([5.0, 50.0])
         );
     }
 }

@@ -278,6 +278,7 @@ pub fn read(
     let mut trust_domain = dapr_invoke::names::DEFAULT_TRUST_DOMAIN.to_string();
     let mut access_control = None;
     let mut tracing = None;
+    let mut metrics = crate::dapr_config::Metrics::default();
     if let Some((rel, line, key)) = text(
         "configFilePath",
         &m.config_file_path,
@@ -294,6 +295,7 @@ pub fn read(
         }
         access_control = config.access_control;
         tracing = config.tracing;
+        metrics = config.metrics;
     }
 
     // Resources: the app's own paths, else common's; Resiliency resources are read from them.
@@ -347,6 +349,7 @@ pub fn read(
             envoy_log,
             access_control,
             tracing,
+            metrics,
             resiliency,
             trust_domain,
             namespace: cx.namespace.to_string(),

@@ -131,6 +131,8 @@ pub struct AppPlan {
     pub access_control: Option<dapr_invoke::acl::RawAccessControl>,
     /// `spec.tracing` of the app's Dapr Configuration: its sidecar's spans and where they go.
     pub tracing: Option<crate::tracing::Tracing>,
+    /// `spec.metric` of the app's Dapr Configuration: Dapr's metrics on or off, and buckets.
+    pub metrics: crate::dapr_config::Metrics,
     /// The Resiliency policies that apply to this app's calls, by target app
     /// (from the YAML files in `resourcesPath` / `resourcesPaths`).
     pub resiliency: crate::resiliency::Policies,
