@@ -6,20 +6,37 @@ PYTHON   := $(VENV)/bin/python
 ENVOY    := $(VENV)/bin/envoy
 WASM     := target/wasm32-wasip1/release/dapr_invoke.wasm
 STAMP    := $(VENV)/.setup-$(ENVOY_VERSION)
-PY_REQS  := tests/requirements.txt samples/checkout/requirements.txt samples/order-processor/requirements.txt
+PY_REQS  := tests/requirements.txt samples/checkout/requirements.txt samples/order-processor/requirements.txt \
+            samples/grpc/requirements.txt
 
 .DEFAULT_GOAL := help
 RUNNER   := target/debug/dapr-envoy
 SUDO     := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# The oldest Rust the crates declare they build with (`rust-version`), checked by `make msrv`.
+MSRV     := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+CARGO_DENY_VERSION := 0.20.2
 
-.PHONY: help setup wasm cli certs generate demo test unit integration lint validate docker clean
+.PHONY: help setup lint-tools cargo-deny msrv-toolchain wasm cli certs generate demo demo-grpc test unit integration lint msrv advisories validate docker clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## Install the wasm32-wasip1 target, binaryen, Envoy $(ENVOY_VERSION) and Python deps into .venv
+setup: $(STAMP) lint-tools ## Install the wasm32-wasip1 target, binaryen, Envoy $(ENVOY_VERSION) and Python deps into .venv, and lint-tools
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@command -v wasm-opt >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq binaryen; }
+
+# What `make lint` and `make msrv` need besides the default toolchain, each installed only when
+# missing: cargo-deny, and Rust $(MSRV) (the declared rust-version) with the wasm32-wasip1 target.
+lint-tools: cargo-deny msrv-toolchain
+
+cargo-deny:
+	@cargo deny --version 2>/dev/null | grep -qx 'cargo-deny $(CARGO_DENY_VERSION)' || \
+	  cargo install cargo-deny --locked --version $(CARGO_DENY_VERSION)
+
+msrv-toolchain:
+	@rustup toolchain list | grep -q '^$(MSRV)-' || rustup toolchain install $(MSRV) --profile minimal
+	@rustup target list --installed --toolchain $(MSRV) | grep -qx wasm32-wasip1 || \
+	  rustup target add --toolchain $(MSRV) wasm32-wasip1
 
 $(STAMP): .env $(PY_REQS)
 	python3 -m venv $(VENV)
@@ -50,14 +67,31 @@ demo: wasm cli ## Run the quickstart: `dapr-envoy run -f samples/dapr.yaml`, 10 
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ENVOY_BIN=$(ENVOY) \
 	  $(RUNNER) run -f samples/dapr.yaml --exit-with checkout
 
-lint: ## rustfmt and clippy (host and wasm)
+demo-grpc: wasm cli ## The quickstart over gRPC: `dapr-envoy run -f samples/grpc/dapr.yaml`, 10 orders, then stop
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ENVOY_BIN=$(ENVOY) \
+	  $(RUNNER) run -f samples/grpc/dapr.yaml --exit-with checkout
+
+# cargo-deny checks the crates' licenses, duplicates (warnings) and sources against deny.toml.
+# Not the security advisories here: their database is fetched from GitHub, which the machines
+# this runs on cannot reach (only package registries); `make advisories` checks them where it can.
+lint: cargo-deny ## rustfmt, clippy (host and wasm), cargo-deny (licenses, bans, sources: deny.toml)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p dapr-invoke --target wasm32-wasip1 -- -D warnings
+	cargo deny --workspace check --hide-inclusion-graph licenses bans sources
+
+msrv: msrv-toolchain ## Check the workspace (host and wasm) with the toolchain of the declared rust-version
+	cargo +$(MSRV) check --workspace --all-targets
+	cargo +$(MSRV) check -p dapr-invoke --target wasm32-wasip1
+
+advisories: cargo-deny ## RustSec advisories for every crate (cargo-deny; needs github.com)
+	cargo deny --workspace check advisories
 
 unit: ## Host unit tests and doctests (filter logic, run files, config generation)
 	cargo test --workspace
 
+# `make test` does not run this: tests/test_config.py validates the same files (and checks what
+# the filter logs for each).
 validate: wasm certs ## `envoy --mode validate` on every shipped config (runs the filter's on_configure)
 	@for f in envoy/*.yaml; do $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "ok  $$f" || { echo "BAD $$f"; exit 1; }; done
 
@@ -70,7 +104,7 @@ docker: setup ## A Docker engine, and local stand-ins for the images compose fil
 	tests/docker/engine.sh
 	PYTHON=$(PYTHON) tests/docker/images.sh
 
-test: setup lint unit validate integration ## Every test
+test: setup lint msrv unit integration ## Every test
 
 clean: ## Remove build output and the virtualenv
 	cargo clean

@@ -52,6 +52,8 @@ GROWTH = [10, 1_000, 10_000, 100_000]
 CLUSTERS = ["order-processor", "apps-1", "apps-2", "apps-3"]
 SELF = {"app_id": "checkout", "namespace": "default"}
 TARGET = "order-processor"
+# gRPC cells: a unary call of this method, its request a 64-byte message.
+GRPC_PATH = "/orders.OrderProcessor/Process"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,20 +69,26 @@ def plugin_config(n_apps: int) -> dict:
     return {**SELF, "apps": apps}
 
 
-def checkout(upstream_port: int, plugin: dict | None, wasm: Path | None = None) -> tuple[dict, int]:
-    """envoy/checkout.yaml on free ports, every cluster pointing at the upstream."""
+def checkout(upstream_port: int, plugin: dict | None, wasm: Path | None = None,
+             listener: str = "outbound") -> tuple[dict, int]:
+    """envoy/checkout.yaml on free ports, every cluster pointing at the upstream; the port of
+    `listener` (`outbound`, or `grpc`: Dapr's gRPC port)."""
     cfg = harness.load_config("checkout.yaml")
     cfg = harness.remap_ports(cfg, {p: harness.free_port() for p in harness.shipped_ports(cfg)})
     template = harness.plain(cfg["static_resources"]["clusters"][0])
+    # The sample's circuit breaker (outlier detection) is not what is measured here: a few
+    # failures in one cell would eject the upstream for the cells after it.
+    for key in ("outlier_detection", "common_lb_config"):
+        template.pop(key, None)
     cfg = harness.replace_clusters(
         cfg, [harness.cluster_like(template, name, upstream_port) for name in CLUSTERS])
     if plugin is not None:
-        cfg = harness.set_plugin_config(cfg, "outbound", plugin)
+        cfg = harness.set_plugin_config(cfg, listener, plugin)
     if wasm is not None:
-        vm = harness.wasm_filter(cfg, "outbound")["vm_config"]
+        vm = harness.wasm_filter(cfg, listener)["vm_config"]
         vm["vm_id"] = wasm.stem
         vm["code"]["local"]["filename"] = str(wasm)
-    port = harness.listener(cfg, "outbound")["address"]["socket_address"]["port_value"]
+    port = harness.listener(cfg, listener)["address"]["socket_address"]["port_value"]
     return cfg, port
 
 
@@ -113,10 +121,11 @@ def native_identity(upstream_port: int, n_apps: int) -> tuple[dict, int]:
     return cfg, port
 
 
-def two_sidecars(upstream_port: int) -> tuple[dict, dict, int]:
+def two_sidecars(upstream_port: int) -> tuple[dict, dict, int, int]:
     """Both shipped sidecars, as shipped (mutual TLS, the callee's access-control policy), on free
     ports with fresh certificates; order-processor's app is the upstream. The policy lets checkout
-    use every verb on /orders, so GET and POST cells both pass it."""
+    use every verb on /orders, so GET and POST cells both pass it. Returns the caller's HTTP and
+    gRPC ports."""
     import tempfile
     certs = harness.make_certs(Path(tempfile.mkdtemp(prefix="bench-certs-")), "checkout", "order-processor")
     a = harness.use_certs(harness.load_config("checkout.yaml"), certs)
@@ -128,8 +137,10 @@ def two_sidecars(upstream_port: int) -> tuple[dict, dict, int]:
     for policy in plugin["access_control"]["policies"]:
         for op in policy["operations"]:
             op["httpVerb"] = ["*"]
+        # The gRPC cells' method (order-processor is an HTTP app: checked as a POST).
+        policy["operations"].append({"name": GRPC_PATH, "httpVerb": ["POST"], "action": "allow"})
     b = harness.set_plugin_config(b, "inbound", plugin)
-    return a, b, harness.listen_port(a, "outbound")
+    return a, b, harness.listen_port(a, "outbound"), harness.listen_port(a, "grpc")
 
 
 def with_target_route(cfg: dict, stats: bool) -> dict:
@@ -205,8 +216,8 @@ def upstream_config() -> tuple[dict, int]:
 @dataclass
 class Cell:
     scenario: str
-    proto: str  # h1 | h2
-    body: str  # "" (GET) | "1KiB" | "1MiB"
+    proto: str  # h1 | h2 | grpc (HTTP/2, a gRPC unary call)
+    body: str  # "" (GET) | "1KiB" | "1MiB" | "unary" (gRPC)
     port: int
     envoys: list[Envoy]  # whose CPU counts
     path: str = "/orders"
@@ -225,7 +236,9 @@ def h2load(cell: Cell, n: int, body_file: Path | None, log_file: Path) -> dict:
            "-H", f"dapr-app-id: {TARGET}", "--log-file", str(log_file)]
     if cell.proto == "h1":
         cmd.append("--h1")
-    if body_file is not None:
+    if cell.proto == "grpc":
+        cmd += ["-d", str(body_file), "-H", "content-type: application/grpc", "-H", "te: trailers"]
+    elif body_file is not None:
         cmd += ["-d", str(body_file), "-H", "content-type: application/octet-stream"]
     cmd.append(f"http://127.0.0.1:{cell.port}{cell.path}")
     log_file.unlink(missing_ok=True)  # h2load appends
@@ -452,7 +465,10 @@ def main() -> int:
             dapr[n] = (start(cfg, f"dapr-{n}"), port, size)
             print(f"dapr-invoke with {n:,} apps ({size / 1024:,.0f} KiB of plugin config): "
                   f"ready in {dapr[n][0].ready_seconds:.2f} s", flush=True)
-        a, b, two_port = two_sidecars(up_port)
+        cfg, dapr_grpc_port = checkout(up_port, {**plugin_config(10), "calls": "grpc"},
+                                       listener="grpc")
+        dapr_grpc_env = start(cfg, "dapr-grpc")
+        a, b, two_port, two_grpc_port = two_sidecars(up_port)
         callee = start(b, "order-processor-sidecar")
         caller = start(a, "checkout-sidecar")
         # The same two sidecars without their per-call stats (Dapr's metrics), on ports of their own.
@@ -501,11 +517,22 @@ def main() -> int:
                     Cell("noop-wasm", proto, body, noop_port, [noop_env]),
                     Cell("dapr-header", proto, body, dapr_port, [dapr_env]),
                 ]
+        # gRPC unary calls (HTTP/2 POSTs with gRPC framing and `dapr-app-id` metadata): Envoy's
+        # native routes, a no-op filter, dapr-invoke on the gRPC listener, and both sidecars.
+        cells += [
+            Cell("direct", "grpc", "unary", up_port, [], path=GRPC_PATH),
+            Cell("native", "grpc", "unary", native_port, [native_env], path=GRPC_PATH),
+            Cell("noop-wasm", "grpc", "unary", noop_port, [noop_env], path=GRPC_PATH),
+            Cell("dapr-grpc", "grpc", "unary", dapr_grpc_port, [dapr_grpc_env], path=GRPC_PATH),
+            Cell("two-sidecars", "grpc", "unary", two_grpc_port, [caller, callee], path=GRPC_PATH),
+        ]
         if ONLY:
             cells = [c for c in cells if c.scenario == "native" or re.search(ONLY, c.key)]
-        bodies = {"1KiB": tmp / "1k.bin", "1MiB": tmp / "1m.bin"}
+        bodies = {"1KiB": tmp / "1k.bin", "1MiB": tmp / "1m.bin", "unary": tmp / "grpc.bin"}
         bodies["1KiB"].write_bytes(os.urandom(1024))
         bodies["1MiB"].write_bytes(os.urandom(1 << 20))
+        message = os.urandom(64)  # the frame: not compressed, length, message
+        bodies["unary"].write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)
 
         def n_for(c: Cell) -> int:
             return N_LARGE if c.body == "1MiB" else N_SMALL
@@ -571,7 +598,8 @@ def main() -> int:
             {"meta": meta, "rows": rows, "growth": growth, "metrics_cost": metrics, "rounds": raw},
             indent=1))
         (RESULTS / "results.md").write_text(table)
-        plot(growth, RESULTS / "growth.png")
+        if len(growth) > 1:  # BENCH_ONLY may leave no growth cells
+            plot(growth, RESULTS / "growth.png")
         if os.environ.get("BENCH_UPDATE_DOC", "1") == "1":
             update_benchmarks_md(table)
         print(table)

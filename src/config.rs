@@ -13,7 +13,8 @@ use crate::ids::{validate_name, Target};
 use crate::names::{APP_ID_HEADER, IDENTITY_HEADERS};
 pub use crate::names::{DEFAULT_CLUSTER_HEADER, DEFAULT_NAMESPACE};
 use crate::schema::{
-    AppChannel, Apps, IdentityHeaders, Inbound, Outbound, PluginConfig, RawPluginConfig, TargetApp,
+    AppChannel, Apps, Calls, IdentityHeaders, Inbound, Outbound, PluginConfig, RawPluginConfig,
+    TargetApp,
 };
 
 /// Header names that carry HTTP framing or that the filter reads itself: none of them may double
@@ -128,6 +129,8 @@ pub struct Config {
     pub app_channel: Option<AppChannel>,
     /// Outbound: the largest request body accepted.
     pub max_body_bytes: Option<u64>,
+    /// The listener carries gRPC calls (Dapr's gRPC proxying), not Dapr's HTTP API.
+    pub grpc: bool,
 }
 
 /// Where a configuration's environment variables are read from: the VM's environment in
@@ -294,6 +297,7 @@ impl Config {
                 app_id,
                 namespace,
                 access_control: raw_acl,
+                calls,
             }) => {
                 let namespace = own_namespace(&app_id, namespace.as_deref())?.to_string();
                 Ok(Config {
@@ -307,6 +311,7 @@ impl Config {
                     api_token: None,
                     app_channel: None,
                     max_body_bytes: None,
+                    grpc: calls == Some(Calls::Grpc),
                 })
             }
             PluginConfig::Outbound(Outbound {
@@ -318,6 +323,7 @@ impl Config {
                 app_channel,
                 max_body_bytes,
                 identity_headers,
+                calls,
             }) => {
                 let namespace = own_namespace(&app_id, namespace.as_deref())?.to_string();
                 let cluster_header = cluster_header(header.as_deref())?;
@@ -362,6 +368,7 @@ impl Config {
                     api_token,
                     app_channel,
                     max_body_bytes,
+                    grpc: calls == Some(Calls::Grpc),
                 })
             }
         }
@@ -711,6 +718,76 @@ mod tests {
                     "config {json}\n  error {got}\n  lacks {want:?}"
                 );
             }
+        }
+    }
+
+    /// The refusals tests/test_config.py once checked through a real Envoy, one Envoy each: the
+    /// message a user reads in Envoy's log for each, word for word. That the filter logs such a
+    /// refusal at error level and Envoy then refuses to start is still checked there, for a JSON
+    /// error, an unknown field and an invalid app id.
+    #[test]
+    fn the_refusals_envoys_log_shows() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "not json",
+                "invalid plugin configuration: expected a JSON object at the top level",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {"order-processor": {"cluster": "x"}}"#,
+                "EOF while parsing",
+            ),
+            (
+                r#"{"apps": {"order-processor": {"cluster": "x"}}}"#,
+                "missing field `app_id`",
+            ),
+            (
+                r#"{"app_id": "", "apps": {"order-processor": {"cluster": "x"}}}"#,
+                "field `app_id` is empty",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {}}"#,
+                "field `apps` is empty",
+            ),
+            (
+                r#"{"app_id": "checkout", "namespace": "", "apps": {"a": {"cluster": "x"}}}"#,
+                "field `namespace` is empty",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {"order-processor": {"cluster": "x"}}, "cluster_headr": "x"}"#,
+                "unknown field `cluster_headr`",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {"order-processor": {"clustr": "x"}}}"#,
+                "unknown field `clustr`",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {"order-processor": {"cluster": ""}}}"#,
+                "field `apps.\"order-processor\".cluster` is empty",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {"a.b.c": {"cluster": "x"}}}"#,
+                "field `apps.\"a.b.c\"` is not a valid app id: has more than one",
+            ),
+            (
+                r#"{"app_id": "check out", "apps": {"a": {"cluster": "x"}}}"#,
+                "field `app_id` has the character ' '",
+            ),
+            (
+                r#"{"app_id": "checkout", "apps": {"a": {"cluster": "x"}, "a.default": {"cluster": "y"}}}"#,
+                "field `apps.\"a.default\"` names app \"a\" in namespace \"default\", and so does \"a\"",
+            ),
+            (
+                r#"{"app_id": "checkout", "cluster_header": "Bad Header", "apps": {"a": {"cluster": "x"}}}"#,
+                "field `cluster_header`",
+            ),
+        ];
+        for (json, want) in cases {
+            let got = refused(json);
+            assert!(got.starts_with("invalid plugin configuration: "), "{got}");
+            assert!(
+                got.contains(want),
+                "config {json}\n  error {got}\n  lacks {want:?}"
+            );
         }
     }
 

@@ -137,12 +137,45 @@ impl DaprError {
         }
     }
 
+    /// The callee's access-control policy denies a gRPC call: daprd's gRPC proxy answers
+    /// PERMISSION_DENIED with the policy's words alone, and the verb `NONE`.
+    pub fn grpc_permission_denied(caller: &str, operation: &str) -> Self {
+        DaprError {
+            status: 403,
+            code: ERR_DIRECT_INVOKE,
+            message: format!(
+                "access control policy has denied access to id: {} operation: {} verb: NONE",
+                shorten(caller),
+                shorten(operation),
+            ),
+        }
+    }
+
     /// `/v1.0/healthz?appid=<id>` asked whether this sidecar is another app's: 500, as Dapr.
     pub fn health_appid_mismatch() -> Self {
         DaprError {
             status: 500,
             code: ERR_HEALTH_APPID_NOT_MATCH,
             message: "dapr app-id does not match".to_string(),
+        }
+    }
+
+    /// A gRPC call without the sidecar's API token: Dapr's `Unauthorized` (gRPC
+    /// `UNAUTHENTICATED`).
+    pub fn grpc_unauthorized() -> Self {
+        DaprError {
+            status: 401,
+            code: ERR_DIRECT_INVOKE,
+            message: "Unauthorized".to_string(),
+        }
+    }
+
+    /// A gRPC call that names no app: daprd's gRPC proxy message (gRPC `UNKNOWN`).
+    pub fn grpc_no_app_id() -> Self {
+        DaprError {
+            status: 500,
+            code: ERR_DIRECT_INVOKE,
+            message: "failed to proxy request: required metadata dapr-callee-app-id or dapr-app-id not found".to_string(),
         }
     }
 

@@ -13,6 +13,8 @@ pub struct Request<'a> {
     pub peer_uri_san: Option<&'a str>,
     pub method: &'a str,
     pub path: &'a str,
+    /// A gRPC call: a denial is worded as daprd's gRPC proxy words it.
+    pub grpc: bool,
 }
 
 /// Deliver to the app, telling it who called; or answer with an error.
@@ -52,6 +54,17 @@ pub fn authorize(
     }
 }
 
+/// The access-control check of a gRPC call: the full method name, case-sensitive, no verb.
+pub fn authorize_grpc(acl: &AccessControl, caller: &Caller<'_>, path: &str) -> Result<(), String> {
+    match acl.check_grpc(caller, path) {
+        Verdict::Allow => Ok(()),
+        Verdict::Deny { reason } => Err(reason),
+    }
+}
+
+/// The verb a denied gRPC call is reported with, as daprd reports it.
+pub const GRPC_VERB: &str = "NONE";
+
 /// Decides one inbound request for the app `callee`. `authorize` is the access-control check:
 /// `Err(reason)` denies.
 pub fn decide<'a>(
@@ -81,16 +94,22 @@ pub fn decide<'a>(
     };
     match authorize(&caller, req.method, req.path) {
         Ok(()) => Decision::Deliver(caller),
-        Err(reason) => Decision::Reject {
-            // The verb as it was checked: upper-case, as Dapr reads it.
-            error: DaprError::permission_denied(
-                callee,
-                uri,
-                req.path.split('?').next().unwrap_or_default(),
-                &req.method.to_ascii_uppercase(),
-            ),
-            why: Some(reason),
-        },
+        Err(reason) => {
+            let operation = req.path.split('?').next().unwrap_or_default();
+            Decision::Reject {
+                // The verb as it was checked: upper-case, as Dapr reads it.
+                error: match req.grpc {
+                    true => DaprError::grpc_permission_denied(uri, operation),
+                    false => DaprError::permission_denied(
+                        callee,
+                        uri,
+                        operation,
+                        &req.method.to_ascii_uppercase(),
+                    ),
+                },
+                why: Some(reason),
+            }
+        }
     }
 }
 
@@ -108,6 +127,7 @@ mod tests {
             peer_uri_san: Some("spiffe://public/ns/default/checkout"),
             method: "POST",
             path: "/orders",
+            grpc: false,
         };
         let Decision::Deliver(c) = decide("order-processor", &req, allow) else {
             panic!()
@@ -128,6 +148,7 @@ mod tests {
                 peer_uri_san: peer,
                 method: "GET",
                 path: "/x",
+                grpc: false,
             };
             let Decision::Reject {
                 error: e,
@@ -145,6 +166,7 @@ mod tests {
             peer_uri_san: Some("spiffe://public/ns/default/checkout"),
             method: "DELETE",
             path: "/orders/7?force=1",
+            grpc: false,
         };
         let Decision::Reject { error: e, why } = decide("op", &req, |_, _, _| Err("policy".into()))
         else {
@@ -191,6 +213,7 @@ mod tests {
             peer_uri_san: Some("spiffe://td/ns/prod/checkout"),
             method: "PUT",
             path: "/a?b",
+            grpc: false,
         };
         let mut seen = None;
         let _ = decide("op", &req, |c, m, p| {
@@ -205,6 +228,26 @@ mod tests {
         assert_eq!(
             seen.unwrap(),
             ("td".into(), "prod".into(), "PUT".into(), "/a?b".into())
+        );
+    }
+
+    #[test]
+    fn a_grpc_denial_is_worded_as_daprds_grpc_proxy() {
+        let req = Request {
+            peer_uri_san: Some("spiffe://public/ns/default/checkout"),
+            method: GRPC_VERB,
+            path: "/echo.Echo/Stream",
+            grpc: true,
+        };
+        let deny = |_: &Caller, _: &str, _: &str| Err("no".to_string());
+        let Decision::Reject { error, .. } = decide("op", &req, deny) else {
+            panic!()
+        };
+        assert_eq!(error.status, 403);
+        assert_eq!(
+            error.message,
+            "access control policy has denied access to id: spiffe://public/ns/default/checkout \
+             operation: /echo.Echo/Stream verb: NONE"
         );
     }
 }

@@ -11,7 +11,7 @@ use crate::codec::{base64_decode, path_unescape, query_unescape, secrets_equal};
 use crate::config::{Config, Resolved};
 use crate::error::DaprError;
 use crate::ids::Target;
-use crate::names::{API_TOKEN_HEADER, APP_ID_HEADER};
+use crate::names::{API_TOKEN_HEADER, APP_ID_HEADER, CALLEE_APP_ID_HEADER};
 
 /// Dapr's invoke URL: `/v1.0/invoke/<app-id>/method/<method-path>`.
 pub const INVOKE_PREFIX: &str = "/v1.0/invoke/";
@@ -43,6 +43,23 @@ impl From<DaprError> for Reply {
 }
 
 impl Reply {
+    /// A gRPC error, given to Envoy as the HTTP status it turns into the gRPC status (Envoy
+    /// answers a gRPC call trailers-only: `:status 200`, `grpc-status`, and the body as
+    /// `grpc-message`): 401 is `UNAUTHENTICATED`, 403 `PERMISSION_DENIED`, 503
+    /// `UNAVAILABLE`, and 500 `UNKNOWN`, which is what daprd's gRPC proxy answers for every
+    /// other refusal (no app id, a malformed or unknown one).
+    pub fn grpc(e: &DaprError) -> Self {
+        let status = match e.status {
+            401 | 403 | 503 => e.status,
+            _ => 500,
+        };
+        Reply {
+            status,
+            content_type: None,
+            body: e.message.clone().into_bytes(),
+        }
+    }
+
     fn empty(status: u32) -> Self {
         Reply {
             status,
@@ -203,6 +220,55 @@ pub fn decide<'c, E>(
         return Ok(forward(config, &id, None, true));
     }
     Ok(DaprError::no_app_id().into())
+}
+
+/// Decides what to do with one gRPC call (Dapr's gRPC proxying), given a way to read its metadata:
+/// the API token when the sidecar has one, then the target from `dapr-callee-app-id`, else
+/// `dapr-app-id`, as daprd reads them. The path (`/package.Service/Method`) is never rewritten.
+/// Refusals are gRPC errors ([`Reply::grpc`]).
+///
+/// ```
+/// use dapr_invoke::{config::Config, route::{decide_grpc, Decision}};
+/// let c = Config::from_json(br#"{"app_id": "checkout", "calls": "grpc",
+///     "apps": {"order-processor": {"cluster": "op"}}}"#).unwrap();
+/// let metadata = |name: &str| -> Result<Option<Vec<u8>>, ()> {
+///     Ok((name == "dapr-app-id").then(|| b"order-processor".to_vec()))
+/// };
+/// let Ok(Decision::Forward(f)) = decide_grpc(&c, metadata) else { panic!() };
+/// assert_eq!((&*f.app.app.cluster, f.path), ("op", None));
+/// ```
+pub fn decide_grpc<'c, E>(
+    config: &'c Config,
+    mut header: impl FnMut(&str) -> Result<Option<Vec<u8>>, E>,
+) -> Result<Decision<'c>, E> {
+    let refuse = |e: DaprError| Decision::Reply(Reply::grpc(&e));
+    if let Some(token) = &config.api_token {
+        let given = header(API_TOKEN_HEADER)?;
+        if !given.is_some_and(|g| secrets_equal(&g, token)) {
+            return Ok(refuse(DaprError::grpc_unauthorized()));
+        }
+    }
+    let named = match header(CALLEE_APP_ID_HEADER)? {
+        Some(id) if !id.is_empty() => Some(id),
+        _ => header(APP_ID_HEADER)?.filter(|id| !id.is_empty()),
+    };
+    let Some(raw) = named else {
+        return Ok(refuse(DaprError::grpc_no_app_id()));
+    };
+    let Ok(id) = std::str::from_utf8(&raw) else {
+        return Ok(refuse(DaprError::invalid_app_id(
+            &String::from_utf8_lossy(&raw),
+            &"is not valid UTF-8",
+        )));
+    };
+    Ok(match resolve(config, id) {
+        Ok(app) => Decision::Forward(Forward {
+            app,
+            path: None,
+            drop_authorization: false,
+        }),
+        Err(e) => refuse(e),
+    })
 }
 
 fn forward<'c>(
@@ -772,5 +838,67 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn grpc_calls_name_their_app_in_metadata_callee_first() {
+        let c = Config::from_json(
+            br#"{"app_id": "checkout", "calls": "grpc",
+                 "apps": {"order-processor": {"cluster": "op"}, "payments.prod": {"cluster": "pay"}}}"#,
+        )
+        .unwrap();
+        let run = |headers: &[(&str, &[u8])]| {
+            let mut reads = vec![];
+            let d: Result<Decision, ()> = decide_grpc(&c, |name| {
+                reads.push(name.to_string());
+                Ok(headers
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_vec()))
+            });
+            (d.unwrap(), reads)
+        };
+        let (d, reads) = run(&[("dapr-app-id", b"order-processor")]);
+        let Decision::Forward(f) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!((&*f.app.app.cluster, f.path), ("op", None));
+        assert_eq!(reads, ["dapr-callee-app-id", "dapr-app-id"]);
+        // dapr-callee-app-id wins, as in daprd.
+        let (d, reads) = run(&[
+            ("dapr-app-id", b"order-processor"),
+            ("dapr-callee-app-id", b"payments.prod"),
+        ]);
+        let Decision::Forward(f) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(&*f.app.app.cluster, "pay");
+        assert_eq!(reads, ["dapr-callee-app-id"]);
+        // Refusals are gRPC errors: status for Envoy's mapping, the message as grpc-message.
+        let refused = |headers: &[(&str, &[u8])]| match run(headers).0 {
+            Decision::Reply(r) => (r.status, r.content_type, String::from_utf8(r.body).unwrap()),
+            d => panic!("{d:?}"),
+        };
+        assert_eq!(
+            refused(&[]),
+            (500, None, "failed to proxy request: required metadata dapr-callee-app-id or dapr-app-id not found".to_string())
+        );
+        let (status, _, message) = refused(&[("dapr-app-id", b"a.b.c")]);
+        assert_eq!(status, 500, "Unknown, as daprd");
+        assert!(message.contains("invalid app id"), "{message}");
+        let (status, _, message) = refused(&[("dapr-app-id", b"nope")]);
+        assert_eq!(status, 500);
+        assert!(message.contains(r#"no app "nope""#), "{message}");
+        let t = Config::load(
+            br#"{"app_id": "checkout", "calls": "grpc", "api_token_env": "T",
+                 "apps": {"order-processor": {"cluster": "op"}}}"#,
+            &|n| (n == "T").then(|| "t0k".to_string()),
+        )
+        .unwrap();
+        let d: Result<Decision, ()> = decide_grpc(&t, |name| {
+            Ok((name == "dapr-app-id").then(|| b"order-processor".to_vec()))
+        });
+        let Ok(Decision::Reply(r)) = d else { panic!() };
+        assert_eq!((r.status, r.body.as_slice()), (401, &b"Unauthorized"[..]));
     }
 }

@@ -71,6 +71,22 @@ pub struct Outbound {
     /// forwarded call (default: the filter).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_headers: Option<IdentityHeaders>,
+    /// What calls the listener carries (default: HTTP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<Calls>,
+}
+
+/// What calls a filter's listener carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Calls {
+    /// Dapr's HTTP API: the invoke URL, `dapr-app-id`, the sidecar's own endpoints; Dapr's JSON
+    /// errors; access control by path and verb.
+    Http,
+    /// Dapr's gRPC proxying: the target in `dapr-callee-app-id` or `dapr-app-id` metadata, the
+    /// path (`/package.Service/Method`) never rewritten; gRPC errors; access control by full
+    /// method name, case-sensitive, without verbs.
+    Grpc,
 }
 
 /// Who sets the caller's identity headers on a forwarded call.
@@ -125,6 +141,10 @@ pub struct Inbound {
     /// Dapr's `accessControl` object; none lets every mesh identity in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_control: Option<RawAccessControl>,
+    /// What calls the app takes (default: HTTP); a gRPC app's callers are checked and answered
+    /// the gRPC way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<Calls>,
 }
 
 /// Target apps in the order written. A JSON object in the configuration; duplicates are kept
@@ -205,6 +225,8 @@ pub(crate) struct RawPluginConfig {
     max_body_bytes: Option<u64>,
     #[serde(default)]
     identity_headers: Option<IdentityHeaders>,
+    #[serde(default)]
+    calls: Option<Calls>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -246,6 +268,7 @@ impl TryFrom<RawPluginConfig> for PluginConfig {
                     app_channel: raw.app_channel,
                     max_body_bytes: raw.max_body_bytes,
                     identity_headers: raw.identity_headers,
+                    calls: raw.calls,
                 }))
             }
             RawMode::Inbound => {
@@ -271,6 +294,7 @@ impl TryFrom<RawPluginConfig> for PluginConfig {
                     app_id: raw.app_id,
                     namespace: raw.namespace,
                     access_control: raw.access_control,
+                    calls: raw.calls,
                 }))
             }
         }
@@ -379,11 +403,13 @@ mod tests {
             }),
             max_body_bytes: Some(4 << 20),
             identity_headers: Some(IdentityHeaders::Route),
+            calls: Some(Calls::Http),
         }));
         round_trip(&PluginConfig::Inbound(Inbound {
             app_id: "order-processor".into(),
             namespace: None,
             access_control: None,
+            calls: None,
         }));
         round_trip(&PluginConfig::Inbound(Inbound {
             app_id: "order-processor".into(),
@@ -403,6 +429,7 @@ mod tests {
                     }],
                 }],
             }),
+            calls: Some(Calls::Grpc),
         }));
     }
 
@@ -416,6 +443,7 @@ mod tests {
                 trust_domain: None,
                 policies: vec![],
             }),
+            calls: None,
         });
         assert_eq!(
             serde_json::to_string(&inbound).unwrap(),

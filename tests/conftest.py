@@ -1,5 +1,9 @@
 """Fixtures shared by the integration tests. Everything a test starts is stopped after it, and the
-logs of its Envoys are printed when it fails."""
+logs of its Envoys are printed when it fails.
+
+A sidecar that tests only send requests through is started once per module (`sidecar`); its
+upstreams forget what they saw and answer 200 again before each test. A test that changes a
+sidecar (another plugin configuration, an upstream it stops) starts its own."""
 from __future__ import annotations
 
 import sys
@@ -25,6 +29,18 @@ EXAMPLE_PLUGIN_CONFIG = {
 }
 
 
+# Every test has pytest.ini's time limit (300 s) unless it says otherwise. The tests on a Docker
+# engine get more: the first of them sets the engine up, which on a fresh machine means apt-get
+# installs and two debootstraps (a few minutes; tests/docker_env.py), before its own compose run.
+DOCKER_TIMEOUT = 1200
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "docker_engine" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(DOCKER_TIMEOUT))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -42,40 +58,71 @@ def mesh_certs(tmp_path_factory) -> Path:
     return harness.make_certs(tmp_path_factory.mktemp("certs"), "checkout", "order-processor")
 
 
-@pytest.fixture
-def start_envoy(request, tmp_path):
-    started: list[Envoy] = []
-    request.node._envoys = started
+def show_logs_on_failure(item, *envoys: Envoy) -> None:
+    """The test's report shows these Envoys' logs if it fails."""
+    shown = item.__dict__.setdefault("_envoys", [])
+    shown.extend(e for e in envoys if e not in shown)
 
-    def start(cfg: dict, name: str = "envoy", log_level: str = "info") -> Envoy:
-        env = Envoy(cfg, tmp_path, name, log_level)
-        started.append(env)
+
+class Started:
+    """Envoys and upstreams started for a test or a module, all stopped by `stop()`."""
+
+    def __init__(self, workdir: Path | None, item=None):
+        self.workdir, self.item = workdir, item
+        self.envoys: list[Envoy] = []
+        self.upstreams: list[Upstream] = []
+
+    def envoy(self, cfg: dict, name: str = "envoy", log_level: str = "info") -> Envoy:
+        assert self.workdir is not None, "Started(None) starts upstreams only"
+        env = Envoy(cfg, self.workdir, name, log_level)
+        self.envoys.append(env)
+        if self.item is not None:
+            show_logs_on_failure(self.item, env)
         return env.start()
 
-    yield start
-    for env in started:
-        env.stop()
+    def upstream(self, name: str) -> Upstream:
+        up = Upstream(name).start()
+        self.upstreams.append(up)
+        return up
+
+    def stop(self) -> None:
+        for env in self.envoys:
+            env.stop()
+        for up in self.upstreams:
+            up.stop()
+
+
+@pytest.fixture
+def start_envoy(request, tmp_path):
+    started = Started(tmp_path, request.node)
+    yield started.envoy
+    started.stop()
 
 
 @pytest.fixture
 def start_upstream():
-    started: list[Upstream] = []
+    started = Started(None)
+    yield started.upstream
+    started.stop()
 
-    def start(name: str) -> Upstream:
-        up = Upstream(name).start()
-        started.append(up)
-        return up
 
-    yield start
-    for up in started:
-        up.stop()
+@pytest.fixture(scope="module")
+def module_started(request, tmp_path_factory):
+    """Envoys and upstreams that live as long as the test module, for the fixtures it shares."""
+    started = Started(tmp_path_factory.mktemp(request.module.__name__))
+    yield started
+    started.stop()
 
 
 @dataclass
 class Sidecar:
     envoy: Envoy
-    port: int
     apps: dict[str, Upstream]
+
+    @property
+    def port(self) -> int:
+        """The outbound listener: the app's DAPR_HTTP_PORT."""
+        return harness.listen_port(self.envoy.cfg, "outbound")
 
     def call(self, method: str, path: str, headers: dict | None = None, body: bytes | None = None):
         return harness.request(self.port, method, path, headers, body)
@@ -93,13 +140,38 @@ def checkout_sidecar_config(plugin: dict | str, upstreams: dict[str, Upstream]) 
     return harness.set_plugin_config(cfg, "outbound", plugin), port
 
 
-@pytest.fixture
-def sidecar(start_envoy, start_upstream) -> Sidecar:
+def example_sidecar(started: Started) -> Sidecar:
     """checkout's sidecar with the example plugin config, order-processor and payments.prod up."""
-    apps = {"order-processor": start_upstream("order-processor"),
-            "payments-prod": start_upstream("payments")}
-    cfg, port = checkout_sidecar_config(EXAMPLE_PLUGIN_CONFIG, apps)
-    return Sidecar(start_envoy(cfg, "checkout-sidecar"), port, apps)
+    apps = {"order-processor": started.upstream("order-processor"),
+            "payments-prod": started.upstream("payments")}
+    cfg, _ = checkout_sidecar_config(EXAMPLE_PLUGIN_CONFIG, apps)
+    return Sidecar(started.envoy(cfg, "checkout-sidecar"), apps)
+
+
+@pytest.fixture(scope="module")
+def shared_sidecar(module_started) -> Sidecar:
+    return example_sidecar(module_started)
+
+
+@pytest.fixture
+def sidecar(request, shared_sidecar) -> Sidecar:
+    """checkout's sidecar with the example plugin config, order-processor and payments.prod up;
+    one per module, its upstreams reset before each test. A test that changes it (stops an
+    upstream, say) must use `own_sidecar`."""
+    env = shared_sidecar.envoy
+    assert env.alive(), f"the module's shared sidecar is gone:\n{env.log_tail()}"
+    for up in shared_sidecar.apps.values():
+        up.reset()
+    show_logs_on_failure(request.node, env)
+    return shared_sidecar
+
+
+@pytest.fixture
+def own_sidecar(request, tmp_path) -> Sidecar:
+    """The same sidecar as `sidecar`, for this test alone."""
+    started = Started(tmp_path, request.node)
+    yield example_sidecar(started)
+    started.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import copy
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -53,9 +54,10 @@ _handed_out: set[int] = set()
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on now. The socket is closed before Envoy or an app binds
-    the port, so another process could take it in between; but no two calls in this session
-    return the same port (the kernel may hand a just-closed port out again)."""
+    """A loopback port nothing listens on now. No two calls in this session return the same port
+    (the kernel may hand a just-closed port out again). The socket is closed before Envoy or an
+    app binds the port, so another process could take it in between: `Envoy.start()` then starts
+    once more on fresh ports (see there)."""
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -86,6 +88,23 @@ def remap_ports(cfg: dict, mapping: dict[int, int]) -> dict:
             raise KeyError(f"port {old} in config has no test port")
         holder["port_value"] = mapping[old]
     return cfg
+
+
+def repoint(cfg: dict, moved: dict[int, int]) -> dict:
+    """`cfg` with each port in `moved` replaced by its new value, and every other port kept: for a
+    config that dials a port an Envoy had to move (`Envoy.moved`)."""
+    cfg = copy.deepcopy(cfg)
+    for holder, old in _walk_ports(cfg):
+        holder["port_value"] = moved.get(old, old)
+    return cfg
+
+
+def follow(cfg: dict, *started: "Envoy") -> dict:
+    """`cfg` pointed at wherever these started Envoys really listen."""
+    moved: dict[int, int] = {}
+    for env in started:
+        moved.update(env.moved)
+    return repoint(cfg, moved)
 
 
 def _walk_ports(node):
@@ -178,16 +197,19 @@ def plain(cluster: dict) -> dict:
 
 def replace_clusters(cfg: dict, clusters: list[dict]) -> dict:
     """`cfg` with these clusters instead of its own (the admin cluster kept), and without the
-    outbound routes that name a cluster it no longer has (the route that routes on the cluster
-    header stays)."""
+    outbound and gRPC routes that name a cluster it no longer has (the route that routes on the
+    cluster header stays)."""
     cfg = copy.deepcopy(cfg)
     names = {c["name"] for c in clusters}
     # The metrics listener's way to the admin interface is the sidecar's own, not an upstream's.
     kept = [c for c in cfg["static_resources"]["clusters"] if c["name"] == ADMIN_CLUSTER and c["name"] not in names]
     cfg["static_resources"]["clusters"] = clusters + kept
-    for vh in hcm(cfg, "outbound")["route_config"]["virtual_hosts"]:
-        vh["routes"] = [r for r in vh["routes"]
-                        if "cluster" not in r.get("route", {}) or r["route"]["cluster"] in names]
+    for name in ("outbound", "grpc"):
+        if not any(l["name"] == name for l in cfg["static_resources"]["listeners"]):
+            continue
+        for vh in hcm(cfg, name)["route_config"]["virtual_hosts"]:
+            vh["routes"] = [r for r in vh["routes"]
+                            if "cluster" not in r.get("route", {}) or r["route"]["cluster"] in names]
     return cfg
 
 
@@ -209,27 +231,52 @@ class EnvoyFailed(RuntimeError):
     pass
 
 
+# What Envoy logs, then exits, when a port of a listener or of its admin is taken.
+BIND_FAILED = re.compile(r"cannot bind '[^']*:(\d+)': Address already in use")
+
+
 class Envoy:
-    """One Envoy process. `start()` waits for the admin /ready; `stop()` always kills it."""
+    """One Envoy process. `start()` waits for the admin /ready; `stop()` always kills it.
+
+    The ports a config listens on come from `free_port()`, which cannot hold them until Envoy
+    binds them. When Envoy exits because one of them was taken meanwhile, `start()` moves every
+    port this Envoy listens on to a fresh one and starts it once more: so read ports from
+    `self.cfg` (or `port()`) after `start()`, and point a config that dials this Envoy at where
+    it really listens with `follow()`."""
 
     def __init__(self, cfg: dict, workdir: Path, name: str = "envoy", log_level: str = "info"):
-        self.cfg = cfg
         self.name = name
         self.log_level = log_level
         self.config_path = workdir / f"{name}.yaml"
         self.log_path = workdir / f"{name}.log"
-        self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        self.admin_port = cfg["admin"]["address"]["socket_address"]["port_value"]
+        self.moved: dict[int, int] = {}  # original port -> the port used instead (after a retry)
+        self._write(cfg)
         self.proc: subprocess.Popen | None = None
         self.ready_seconds: float | None = None  # from spawn to admin /ready 200
+
+    def _write(self, cfg: dict) -> None:
+        self.cfg = cfg
+        self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        self.admin_port = cfg["admin"]["address"]["socket_address"]["port_value"]
+
+    def listen_ports(self) -> set[int]:
+        """The ports this Envoy binds: its admin's and its listeners'."""
+        ports = {self.admin_port}
+        for lst in self.cfg["static_resources"].get("listeners", []):
+            ports.add(lst["address"]["socket_address"]["port_value"])
+        return ports
+
+    def port(self, original: int) -> int:
+        """Where this Envoy listens for what its config first had on `original`."""
+        return self.moved.get(original, original)
 
     def command(self, *extra: str) -> list[str]:
         return [envoy_bin(), "-c", str(self.config_path), "--disable-hot-restart",
                 "--concurrency", "1", "--log-level", self.log_level, *extra]
 
-    def start(self, timeout: float = 30.0) -> "Envoy":
+    def start(self, timeout: float = 30.0, rebind: bool = True) -> "Envoy":
         require_wasm()
-        log = open(self.log_path, "wb")
+        log = open(self.log_path, "ab" if self.moved else "wb")
         # Run from the repo root: the shipped configs name the .wasm by a path relative to it.
         self.proc = subprocess.Popen(self.command(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -238,6 +285,10 @@ class Envoy:
         deadline = spawned + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                taken = BIND_FAILED.search(self.log())
+                if rebind and taken and int(taken.group(1)) in self.listen_ports():
+                    self._move_ports(int(taken.group(1)))
+                    return self.start(timeout, rebind=False)
                 raise EnvoyFailed(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 status, _, body = request(self.admin_port, "GET", "/ready", timeout=1)
@@ -248,6 +299,18 @@ class Envoy:
                 pass
             time.sleep(0.05)
         raise EnvoyFailed(f"{self.name} not ready within {timeout}s:\n{self.log_tail()}")
+
+    def _move_ports(self, taken: int) -> None:
+        """Every port this Envoy listens on, moved to a fresh one, after `taken` was taken between
+        `free_port()` and Envoy's bind."""
+        fresh = {p: free_port() for p in self.listen_ports()}
+        note = (f"{self.name}: port {taken} was taken before Envoy bound it; starting once more "
+                f"on fresh ports {fresh}")
+        print(note, file=sys.stderr)
+        with open(self.log_path, "a") as log:
+            log.write(f"\n--- test harness: {note} ---\n\n")
+        self.moved = fresh
+        self._write(repoint(self.cfg, fresh))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -329,6 +392,13 @@ class Upstream:
     requests: list[Seen] = field(default_factory=list)
     status: int = 200
     fail_first: int = 0  # answer 500 to this many requests first
+
+    def reset(self) -> "Upstream":
+        """Forget what it saw and answer 200 again: for an upstream a module's tests share."""
+        self.requests.clear()
+        self.status = 200
+        self.fail_first = 0
+        return self
 
     def start(self) -> "Upstream":
         upstream = self

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import harness
+from conftest import show_logs_on_failure
 
 # Dapr's documented shape: allow checkout to POST /orders, deny everything else.
 ORDERS_ONLY = {
@@ -79,12 +80,23 @@ def start_callee(start_envoy, start_upstream, identities, acl, log_level="info")
         plugin["access_control"] = acl
     cfg = harness.set_plugin_config(cfg, "inbound", plugin)
     envoy = start_envoy(cfg, "order-processor-sidecar", log_level)
-    return Callee(harness.listen_port(cfg, "inbound"), app, identities, envoy)
+    return Callee(harness.listen_port(envoy.cfg, "inbound"), app, identities, envoy)
+
+
+@pytest.fixture(scope="module")
+def shared_orders_only(module_started, identities) -> Callee:
+    return start_callee(module_started.envoy, module_started.upstream, identities, ORDERS_ONLY)
 
 
 @pytest.fixture
-def orders_only(start_envoy, start_upstream, identities) -> Callee:
-    return start_callee(start_envoy, start_upstream, identities, ORDERS_ONLY)
+def orders_only(request, shared_orders_only) -> Callee:
+    """order-processor's sidecar with the ORDERS_ONLY policy, at log level info: one for the
+    module, its app reset before each test."""
+    callee = shared_orders_only
+    assert callee.envoy.alive(), f"the module's sidecar is gone:\n{callee.envoy.log_tail()}"
+    show_logs_on_failure(request.node, callee.envoy)
+    callee.app.reset()
+    return callee
 
 
 def denied(resp, operation: str | None = None):
@@ -143,10 +155,15 @@ def test_path_tricks_never_reach_anything_but_orders(orders_only, path):
 
 
 @pytest.mark.parametrize("log_level", ["info", "debug"])
-def test_refused_calls_are_logged_at_envoys_debug_level_only(start_envoy, start_upstream, identities, log_level):
+def test_refused_calls_are_logged_at_envoys_debug_level_only(request, log_level):
     """The filter logs at Envoy's level, and a refused call is a debug line: a flood of bad
-    requests does not flood an Envoy that logs at info."""
-    callee = start_callee(start_envoy, start_upstream, identities, ORDERS_ONLY, log_level)
+    requests does not flood an Envoy that logs at info (the module's shared sidecar, which has
+    refused every call of the module's other tests too)."""
+    if log_level == "info":
+        callee = request.getfixturevalue("orders_only")
+    else:
+        callee = start_callee(request.getfixturevalue("start_envoy"), request.getfixturevalue("start_upstream"),
+                              request.getfixturevalue("identities"), ORDERS_ONLY, log_level)
     for who, path in (("intruder", "/orders"), ("checkout", "/admin"), ("checkout", "/orders%2F..%2Fadmin")):
         denied(callee.call(who, "POST", path))
     assert callee.call("checkout", "POST", "/orders")[0] == 200
@@ -206,10 +223,10 @@ def test_a_denial_reaches_the_calling_app_as_daprs_error(start_envoy, start_upst
     mapping[harness.cluster_port(cfgs["order-processor.yaml"], harness.APP_CLUSTER)] = app.port
     callee = harness.remap_ports(cfgs["order-processor.yaml"], mapping)
     plugin = dict(harness.plugin_config(callee, "inbound"), access_control=ORDERS_ONLY)
-    start_envoy(harness.set_plugin_config(callee, "inbound", plugin), "order-processor-sidecar")
+    callee_envoy = start_envoy(harness.set_plugin_config(callee, "inbound", plugin), "order-processor-sidecar")
     caller = harness.remap_ports(cfgs["checkout.yaml"], mapping)
-    start_envoy(caller, "checkout-sidecar")
-    port = harness.listen_port(caller, "outbound")
+    caller_envoy = start_envoy(harness.follow(caller, callee_envoy), "checkout-sidecar")
+    port = harness.listen_port(caller_envoy.cfg, "outbound")
     op = {"dapr-app-id": "order-processor"}
     assert harness.request(port, "POST", "/orders", op, b"{}")[0] == 200
     status, headers, body = harness.request(port, "GET", "/orders", op)

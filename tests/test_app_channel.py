@@ -31,7 +31,10 @@ def mesh(tmp_path_factory):
     certs = harness.make_certs(tmp / "app-tls", "secure")
     health_file = tmp / "health"
     health_file.write_text("200")
-    ports = {k: harness.free_port() for k in ("sick", "sick_http", "narrow", "wide", "secure", "caller")}
+    # Every app gets its DAPR_HTTP_PORT here: the runner's default (3500 up) is the same for
+    # every run on the machine.
+    ports = {k: harness.free_port() for k in ("sick", "sick_http", "narrow", "narrow_http", "wide",
+                                              "wide_http", "secure", "secure_http", "caller")}
     run = harness.Run(tmp, f"""\
         version: 1
         apps:
@@ -50,15 +53,18 @@ def mesh(tmp_path_factory):
           - appID: narrow
             appDirPath: {APPS}
             appPort: {ports['narrow']}
+            daprHTTPPort: {ports['narrow_http']}
             appMaxConcurrency: 1
             command: ["python3", "echo.py"]
           - appID: wide
             appDirPath: {APPS}
             appPort: {ports['wide']}
+            daprHTTPPort: {ports['wide_http']}
             command: ["python3", "echo.py"]
           - appID: secure
             appDirPath: {APPS}
             appPort: {ports['secure']}
+            daprHTTPPort: {ports['secure_http']}
             appProtocol: https
             command: ["python3", "echo.py"]
             env:

@@ -1,5 +1,6 @@
-"""Plugin configuration at load: every shipped config loads; every bad one is refused with a log
-line naming the field, and Envoy serves no traffic with it."""
+"""Plugin configuration at load: every shipped config loads; a bad one is refused with a log line
+naming the field, and Envoy serves no traffic with it (the wording of every refusal is a unit
+test in src/config.rs)."""
 import socket
 
 import pytest
@@ -20,25 +21,15 @@ def test_shipped_configs_load(tmp_path, name, mesh_certs):
         assert f'app "{plugin["app_id"]}" in namespace "{plugin.get("namespace", "default")}"' in out
 
 
+# Every refusal's message is a unit test (src/config.rs: `the_refusals_envoys_log_shows` and the
+# table before it); these check the path through Envoy: the filter logs the refusal at error
+# level naming the field, and Envoy does not start. One JSON error, one unknown field, one
+# invalid app id.
 BAD = [
-    ("not json", "invalid plugin configuration: expected a JSON object at the top level"),
     ('{"app_id": "checkout", "apps": {"order-processor": {"cluster": "x"}}', "EOF while parsing"),
-    ('{"apps": {"order-processor": {"cluster": "x"}}}', "missing field `app_id`"),
-    ('{"app_id": "", "apps": {"order-processor": {"cluster": "x"}}}', "field `app_id` is empty"),
-    ('{"app_id": "checkout", "apps": {}}', "field `apps` is empty"),
-    ('{"app_id": "checkout", "namespace": "", "apps": {"a": {"cluster": "x"}}}', "field `namespace` is empty"),
-    ('{"app_id": "checkout", "apps": {"order-processor": {"cluster": "x"}}, "cluster_headr": "x"}',
-     "unknown field `cluster_headr`"),
     ('{"app_id": "checkout", "apps": {"order-processor": {"clustr": "x"}}}', "unknown field `clustr`"),
-    ('{"app_id": "checkout", "apps": {"order-processor": {"cluster": ""}}}',
-     'field `apps."order-processor".cluster` is empty'),
     ('{"app_id": "checkout", "apps": {"a.b.c": {"cluster": "x"}}}',
      'field `apps."a.b.c"` is not a valid app id: has more than one'),
-    ('{"app_id": "check out", "apps": {"a": {"cluster": "x"}}}', "field `app_id` has the character ' '"),
-    ('{"app_id": "checkout", "apps": {"a": {"cluster": "x"}, "a.default": {"cluster": "y"}}}',
-     'field `apps."a.default"` names app "a" in namespace "default", and so does "a"'),
-    ('{"app_id": "checkout", "cluster_header": "Bad Header", "apps": {"a": {"cluster": "x"}}}',
-     "field `cluster_header`"),
 ]
 
 

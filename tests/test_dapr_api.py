@@ -61,18 +61,21 @@ def mesh(tmp_path_factory):
                                               "caller_http")}
     run = harness.Run(tmp, run_file(ports))
     try:
+        # Both apps the tests call reachable through the caller's sidecar (an app still starting
+        # gets its callers a 503 UF).
         deadline = time.monotonic() + 60
-        while True:
-            assert run.proc.poll() is None, f"runner exited:\n{run.out}\n{run.err}"
-            try:
-                status, _, _ = harness.request(ports["caller_http"], "POST", "/x",
-                                               {"dapr-app-id": "echo", "dapr-api-token": CALLER_TOKEN})
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"not ready:\n{run.out}\n{run.err}"
-            time.sleep(0.2)
+        for app in ("echo", "plain"):
+            while True:
+                assert run.proc.poll() is None, f"runner exited:\n{run.out}\n{run.err}"
+                try:
+                    status, _, _ = harness.request(ports["caller_http"], "POST", "/x",
+                                                   {"dapr-app-id": app, "dapr-api-token": CALLER_TOKEN})
+                    if status == 200:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, f"{app} not ready:\n{run.out}\n{run.err}"
+                time.sleep(0.2)
         yield Mesh(run, ports["caller_http"], ports["echo_app"])
     finally:
         run.stop()

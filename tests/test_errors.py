@@ -48,7 +48,8 @@ def test_a_long_bad_id_is_not_echoed_whole(sidecar):
     assert len(json.loads(body)["message"]) < 300
 
 
-def test_an_app_that_is_down_gets_a_dapr_error_from_envoy(sidecar):
+def test_an_app_that_is_down_gets_a_dapr_error_from_envoy(own_sidecar):
+    sidecar = own_sidecar  # it stops an upstream
     sidecar.apps["order-processor"].stop()
     status, headers, body = sidecar.call("POST", "/orders", {"dapr-app-id": "order-processor"}, b"{}")
     assert status == 503, body
@@ -65,7 +66,7 @@ def test_a_cluster_envoy_does_not_have_gets_a_dapr_error(start_envoy, start_upst
     plugin = {"app_id": "checkout", "apps": {"order-processor": {"cluster": "order-processor"},
                                              "ghost": {"cluster": "ghost"}}}
     cfg, port = checkout_sidecar_config(plugin, {"order-processor": up})
-    start_envoy(cfg, "ghost")
+    port = start_envoy(cfg, "ghost").port(port)
     status, headers, body = request(port, "GET", "/x", {"dapr-app-id": "ghost"})
     assert status == 500, body
     assert headers["content-type"] == "application/json"

@@ -56,10 +56,14 @@ def mesh(tmp_path_factory):
     envoys = []
     try:
         harness.wait_for_port(mapping[app_port], proc=app)
-        envoys.append(harness.Envoy(cfgs["order-processor"], tmp, "order-processor").start())
-        envoys.append(harness.Envoy(cfgs["checkout"], tmp, "checkout").start())
-        yield Mesh(harness.listen_port(cfgs["checkout"], "outbound"),
-                   harness.listen_port(cfgs["order-processor"], "inbound"), certs, *envoys[::-1])
+        callee = harness.Envoy(cfgs["order-processor"], tmp, "order-processor")
+        envoys.append(callee)
+        callee.start()
+        caller = harness.Envoy(harness.follow(cfgs["checkout"], callee), tmp, "checkout")
+        envoys.append(caller)
+        caller.start()
+        yield Mesh(harness.listen_port(caller.cfg, "outbound"), harness.listen_port(callee.cfg, "inbound"),
+                   certs, caller, callee)
     finally:
         for e in envoys:
             e.stop()

@@ -117,7 +117,7 @@ def test_the_metrics_port_serves_readiness_and_prometheus_and_nothing_else(made,
             for e in c["load_assignment"]["endpoints"][0]["lb_endpoints"]:
                 e["endpoint"]["address"]["socket_address"]["address"] = "localhost"
     envoy = start_envoy(cfg, "checkout")
-    metrics = harness.listen_port(cfg, "metrics")
+    metrics = harness.listen_port(envoy.cfg, "metrics")
     assert harness.listener(cfg, "metrics")["address"]["socket_address"]["address"] == "0.0.0.0"
     status, _, body = harness.request(metrics, "GET", "/ready")
     assert (status, body.strip()) == (200, b"LIVE")

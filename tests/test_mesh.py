@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import harness
+from conftest import show_logs_on_failure
 
 CONFIGS = ("checkout.yaml", "order-processor.yaml")
 
@@ -41,8 +42,8 @@ def start_mesh(start_envoy, start_upstream, certs: Path, callee_certs: Path | No
     processor = harness.use_certs(harness.remap_ports(cfgs["order-processor.yaml"], mapping),
                                   callee_certs or certs)
     callee = start_envoy(processor, "order-processor-sidecar")
-    caller = start_envoy(checkout, "checkout-sidecar")
-    return Mesh(harness.listen_port(checkout, "outbound"), harness.listen_port(processor, "inbound"),
+    caller = start_envoy(harness.follow(checkout, callee), "checkout-sidecar")
+    return Mesh(harness.listen_port(caller.cfg, "outbound"), harness.listen_port(callee.cfg, "inbound"),
                 app, certs, caller, callee)
 
 
@@ -57,8 +58,25 @@ def https_post(port: int, ctx: ssl.SSLContext, headers: dict | None = None):
         conn.close()
 
 
+@pytest.fixture(scope="module")
+def shared_mesh(module_started, mesh_certs) -> Mesh:
+    return start_mesh(module_started.envoy, module_started.upstream, mesh_certs)
+
+
 @pytest.fixture
-def mesh(start_envoy, start_upstream, mesh_certs) -> Mesh:
+def mesh(request, shared_mesh) -> Mesh:
+    """The shipped mesh, shared by the module's tests that only send requests through it; its app
+    forgets what it saw before each test."""
+    for env in (shared_mesh.caller, shared_mesh.callee):
+        assert env.alive(), f"{env.name} of the shared mesh is gone:\n{env.log_tail()}"
+    show_logs_on_failure(request.node, shared_mesh.caller, shared_mesh.callee)
+    shared_mesh.app.reset()
+    return shared_mesh
+
+
+@pytest.fixture
+def fresh_mesh(start_envoy, start_upstream, mesh_certs) -> Mesh:
+    """The shipped mesh for this test alone: no connection made, every counter at zero."""
     return start_mesh(start_envoy, start_upstream, mesh_certs)
 
 
@@ -74,7 +92,8 @@ def tls_context(certs: Path | None, client: str | None) -> ssl.SSLContext:
     return ctx
 
 
-def test_calls_between_sidecars_go_over_mutual_tls(mesh):
+def test_calls_between_sidecars_go_over_mutual_tls(fresh_mesh):
+    mesh = fresh_mesh  # it counts the TLS handshakes of the first call
     status, _, body = harness.request(mesh.outbound, "POST", "/orders", {"dapr-app-id": "order-processor"}, b"{}")
     assert status == 200, body
     assert json.loads(body)["headers"]["dapr-caller-app-id"] == "checkout"

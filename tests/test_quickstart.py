@@ -17,11 +17,12 @@ def test_checkout_orders_reach_order_processor(start_envoy, tmp_path, mesh_certs
     ports = set().union(*(harness.shipped_ports(c) for c in cfgs.values()))
     mapping = {p: harness.free_port() for p in ports}
     cfgs = {name: harness.remap_ports(cfg, mapping) for name, cfg in cfgs.items()}
-    for name, cfg in cfgs.items():
-        start_envoy(cfg, name.removesuffix(".yaml"))
-    app_port = harness.cluster_port(cfgs["order-processor.yaml"], harness.APP_CLUSTER)
-    processor_http = harness.listen_port(cfgs["order-processor.yaml"], "outbound")
-    checkout_http = harness.listen_port(cfgs["checkout.yaml"], "outbound")
+    # order-processor's sidecar first: checkout's dials it, where it really listens.
+    processor_sidecar = start_envoy(cfgs["order-processor.yaml"], "order-processor")
+    checkout_sidecar = start_envoy(harness.follow(cfgs["checkout.yaml"], processor_sidecar), "checkout")
+    app_port = harness.cluster_port(processor_sidecar.cfg, harness.APP_CLUSTER)
+    processor_http = harness.listen_port(processor_sidecar.cfg, "outbound")
+    checkout_http = harness.listen_port(checkout_sidecar.cfg, "outbound")
 
     env = dict(os.environ, PYTHONUNBUFFERED="1", ORDER_INTERVAL_SECONDS="0")
     app_log = open(tmp_path / "order-processor.out", "w+")

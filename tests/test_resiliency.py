@@ -55,10 +55,14 @@ def mesh(tmp_path_factory):
     (tmp / "resources/resiliency.yaml").write_text(RESILIENCY)
     (tmp / "idle").mkdir()
     ports = {name: harness.free_port() for name in ("flaky", "slow", "broken", "plain", "gone", "checkout")}
+    # Every app gets its DAPR_HTTP_PORT here: the runner's default (3500 up) is the same for
+    # every run on the machine.
+    http = {name: harness.free_port() for name in ports}
     apps = "".join(f"""
   - appID: {name}
     appDirPath: {FLAKY.parent}
     appPort: {ports[name]}
+    daprHTTPPort: {http[name]}
     command: ["python3", "{FLAKY.name}"]
     env: {{FAIL_FIRST: "{fail}"}}""" for name, fail in (("flaky", 2), ("slow", 0), ("broken", -1), ("plain", 1)))
     run = Run(tmp, f"""\
@@ -69,6 +73,7 @@ apps:{apps}
   - appID: gone
     appDirPath: ./idle
     appPort: {ports['gone']}
+    daprHTTPPort: {http['gone']}
     command: ["sleep", "300"]
   - appID: checkout
     appDirPath: ./idle
@@ -164,7 +169,7 @@ def test_plugin_config_retries(start_envoy, start_upstream):
     up.fail_first = 2
     cfg, port = hand_sidecar({"order-processor": up}, {
         "order-processor": {"cluster": "order-processor", "max_retries": 3, "retry_on": "5xx"}})
-    start_envoy(cfg, "retries")
+    port = start_envoy(cfg, "retries").port(port)
     status, _, body = harness.request(port, "POST", "/orders", {"dapr-app-id": "order-processor"}, b"{}")
     assert status == 200, body
     assert len(up.requests) == 3
@@ -176,7 +181,7 @@ def test_plugin_config_timeout(start_envoy, start_upstream):
     up = start_upstream("order-processor")
     cfg, port = hand_sidecar({"order-processor": up}, {
         "order-processor": {"cluster": "order-processor", "timeout_ms": 500}})
-    start_envoy(cfg, "timeout")
+    port = start_envoy(cfg, "timeout").port(port)
     start = time.monotonic()
     status, _, body = harness.request(port, "GET", "/hang", {"dapr-app-id": "order-processor"})
     assert status == 504, body
@@ -206,6 +211,7 @@ def test_two_instances_one_killed_mid_run_loses_no_request(start_envoy, start_up
         cluster["outlier_detection"] = {"consecutive_5xx": 2, "interval": "0.1s", "base_ejection_time": "30s",
                                         "max_ejection_percent": 50}
         envoy = start_envoy(cfg, "two-instances")
+        port = envoy.port(port)
         served = []
         for i in range(60):
             if i == 20:

@@ -282,7 +282,8 @@ def test_a_missing_run_file_and_a_missing_envoy_are_explained(tmp_path):
     assert out.returncode == 1
     assert "nope.yaml: cannot read the run file" in out.stderr
     (tmp_path / "a").mkdir()
-    (tmp_path / "dapr.yaml").write_text("version: 1\napps:\n  - appID: a\n    appDirPath: a\n    command: [x]\n")
+    (tmp_path / "dapr.yaml").write_text("version: 1\napps:\n  - appID: a\n    appDirPath: a\n    command: [x]\n"
+                                        f"    daprHTTPPort: {harness.free_port()}\n")
     out = subprocess.run([str(RUNNER), "run", "-f", str(tmp_path)], capture_output=True, text=True,
                          env=dict(os.environ, ENVOY_BIN=str(tmp_path / "no-envoy")))
     assert out.returncode == 1
@@ -339,7 +340,13 @@ def test_a_sub_millisecond_timeout_is_not_written_as_no_timeout(tmp_path):
               for vh in f["typed_config"]["route_config"]["virtual_hosts"] for r in vh["routes"]]
     to_op = [r for r in routes if r.get("route", {}).get("cluster") == "to-order-processor"]
     assert to_op, routes
-    assert {r["route"]["timeout"] for r in to_op} == {"0.001s"}
+    # HTTP routes carry it as their timeout, gRPC routes as the stream's (a `dapr-stream` call has
+    # none: only the client's deadline).
+    http = [r["route"]["timeout"] for r in to_op if "max_stream_duration" not in r["route"]]
+    grpc = [r["route"]["max_stream_duration"] for r in to_op if "max_stream_duration" in r["route"]]
+    assert http == ["0.001s"]
+    assert grpc == [{"grpc_timeout_header_max": "0s"},
+                    {"max_stream_duration": "0.001s", "grpc_timeout_header_max": "0.001s"}]
 
 
 @pytest.mark.parametrize("resource,message", [

@@ -57,7 +57,7 @@ def test_a_custom_cluster_header_is_honoured_and_hidden(start_envoy, start_upstr
     route = hcm(cfg, "outbound")["route_config"]["virtual_hosts"][0]["routes"][0]
     route["route"]["cluster_header"] = "x-route-to"
     route["request_headers_to_remove"] = ["x-route-to"]
-    start_envoy(cfg, "custom-header")
+    port = start_envoy(cfg, "custom-header").port(port)
     got = ok_json(request(port, "GET", "/x", {"dapr-app-id": "order-processor", "x-route-to": "payments-prod"}))
     assert got["app"] == "order-processor"
     assert "x-route-to" not in got["headers"]

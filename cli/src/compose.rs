@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::envoy::layout::Container;
+use crate::envoy::layout::{container_grpc_port, Container};
 use crate::runfile::{AppPlan, Plan};
 
 /// The Envoy version this project is tested with (`.env`), for the default sidecar image.
@@ -176,6 +176,10 @@ fn app_service(
         .map(|(k, v)| (k, literal(&v)))
         .collect();
     env.insert("DAPR_HTTP_PORT".into(), http.to_string());
+    env.insert(
+        "DAPR_GRPC_PORT".into(),
+        container_grpc_port(app).to_string(),
+    );
     let mut depends_on = BTreeMap::from([(
         sidecar.to_string(),
         DependsOn {

@@ -263,9 +263,11 @@ impl Runner<'_> {
                 });
             }
             say(&format!(
-                "sidecar of {:?} ready: DAPR_HTTP_PORT {}, inbound {}, metrics {}, admin {} (log: {})",
+                "sidecar of {:?} ready: DAPR_HTTP_PORT {}, DAPR_GRPC_PORT {}, inbound {}, metrics {}, \
+                 admin {} (log: {})",
                 app.app_id,
                 app.http_port,
+                app.grpc_port,
                 app.inbound_port,
                 app.metrics_port,
                 app.admin_port,

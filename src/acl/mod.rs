@@ -150,6 +150,29 @@ impl AccessControl {
     }
 
     pub fn check(&self, caller: &Caller<'_>, method: &str, path: &str) -> Verdict {
+        self.check_call(caller, Some(method), path)
+    }
+
+    /// Decides whether `caller` may call the gRPC method `path` (`/package.Service/Method`), as
+    /// Dapr decides for its gRPC proxy: the name matched case-sensitively, no verb (an operation
+    /// that matches decides with its own `action`).
+    ///
+    /// ```
+    /// use dapr_invoke::acl::{AccessControl, Caller, Verdict};
+    /// let acl = AccessControl::from_json(br#"{"defaultAction": "deny", "policies": [
+    ///     {"appId": "checkout", "trustDomain": "public", "namespace": "default",
+    ///      "operations": [{"name": "/orders.Orders/Submit", "action": "allow"}]}]}"#,
+    /// ).unwrap();
+    /// let checkout = Caller { trust_domain: "public", namespace: "default", app_id: "checkout" };
+    /// assert_eq!(acl.check_grpc(&checkout, "/orders.Orders/Submit"), Verdict::Allow);
+    /// assert_ne!(acl.check_grpc(&checkout, "/orders.orders/submit"), Verdict::Allow);
+    /// ```
+    pub fn check_grpc(&self, caller: &Caller<'_>, path: &str) -> Verdict {
+        self.check_call(caller, None, path)
+    }
+
+    /// `method`: an HTTP call's verb; none for a gRPC call.
+    fn check_call(&self, caller: &Caller<'_>, method: Option<&str>, path: &str) -> Verdict {
         let operation = match normalize_operation(path) {
             Ok(op) => op,
             Err(e) => return deny(format!("the request path is refused: {e}")),
@@ -173,11 +196,24 @@ impl AccessControl {
                 policy.field, policy.trust_domain, caller.trust_domain
             ));
         }
-        let lowered = operation.to_lowercase();
-        let segments: Vec<&str> = lowered.split('/').filter(|s| !s.is_empty()).collect();
+        // HTTP matches ignore case, as Dapr lower-cases HTTP operations; gRPC's do not.
+        let lowered;
+        let in_case = match method {
+            Some(_) => {
+                lowered = operation.to_lowercase();
+                lowered.as_str()
+            }
+            None => operation.as_str(),
+        };
+        let segments: Vec<&str> = in_case.split('/').filter(|s| !s.is_empty()).collect();
         let mut best: Option<&Operation> = None;
         for op in &policy.operations {
-            if matches(&op.segs, &segments) && best.is_none_or(|b| op.ranks > b.ranks) {
+            let segs = if method.is_some() {
+                &op.segs
+            } else {
+                &op.exact
+            };
+            if matches(segs, &segments) && best.is_none_or(|b| op.ranks > b.ranks) {
                 best = Some(op);
             }
         }
@@ -186,6 +222,12 @@ impl AccessControl {
                 policy,
                 format_args!("no operation of {} matches", policy.field),
             );
+        };
+        let Some(method) = method else {
+            return match op.action {
+                Action::Allow => Verdict::Allow,
+                Action::Deny => deny(format!("{} ({:?}) denies the call", op.field, op.name)),
+            };
         };
         let listed = verb_bit(method).is_some_and(|bit| op.verbs & bit != 0);
         if listed || op.any_verb {

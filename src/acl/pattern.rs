@@ -49,6 +49,9 @@ pub(super) struct Operation {
     /// Where it was configured, for denial reasons.
     pub(super) field: String,
     pub(super) segs: Vec<Seg>,
+    /// The same segments in the case they were written, for gRPC calls: Dapr matches a gRPC
+    /// method name case-sensitively.
+    pub(super) exact: Vec<Seg>,
     /// [`Seg::rank`] of each segment. Of two matching operations the one with the greater list
     /// wins (compared left to right; on a tie of the common part, the longer one); equal lists
     /// keep the earlier operation.
@@ -146,9 +149,10 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
         .all(|c| *c == b'*')
 }
 
-/// Splits an operation name (with its leading `/`) into lowercased segments, refusing what no
-/// normalized request path can contain, so that no rule is silently dead.
-pub(super) fn segments(name: &str) -> Result<Vec<Seg>, String> {
+/// Splits an operation name (with its leading `/`) into segments, lowercased when `lowercase`
+/// (HTTP operations; gRPC method names keep their case), refusing what no normalized request
+/// path can contain, so that no rule is silently dead.
+pub(super) fn segments(name: &str, lowercase: bool) -> Result<Vec<Seg>, String> {
     if let Some(c) = name
         .chars()
         .find(|c| c.is_control() || matches!(c, '?' | '#' | '%' | '\\' | ';'))
@@ -161,9 +165,15 @@ pub(super) fn segments(name: &str) -> Result<Vec<Seg>, String> {
     if name == "/" {
         return Ok(Vec::new());
     }
-    let lowered = name.to_lowercase();
+    let lowered;
+    let name_in_case = if lowercase {
+        lowered = name.to_lowercase();
+        lowered.as_str()
+    } else {
+        name
+    };
     let mut segs = Vec::new();
-    for seg in lowered.split('/').skip(1) {
+    for seg in name_in_case.split('/').skip(1) {
         segs.push(match seg {
             "" => {
                 return Err(format!(

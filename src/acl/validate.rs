@@ -123,7 +123,8 @@ fn operation(raw: RawOperation, field: &str) -> Result<Operation, AclError> {
     } else {
         format!("/{name}")
     };
-    let segs = segments(&name).map_err(|e| AclError::new(format!("{field}.name"), e))?;
+    let segs = segments(&name, true).map_err(|e| AclError::new(format!("{field}.name"), e))?;
+    let exact = segments(&name, false).map_err(|e| AclError::new(format!("{field}.name"), e))?;
 
     let Some(action) = raw.action else {
         return Err(AclError::new(
@@ -167,6 +168,7 @@ fn operation(raw: RawOperation, field: &str) -> Result<Operation, AclError> {
         field: field.to_string(),
         ranks: segs.iter().map(Seg::rank).collect(),
         segs,
+        exact,
         verbs,
         any_verb,
         action,

@@ -104,6 +104,7 @@ pub fn on_request_headers<H: Host>(
         host,
         context_id,
         app_id: config.map_or("", |c| c.app_id.as_str()),
+        grpc: config.is_some_and(|c| c.grpc),
     };
     let Some(config) = config else {
         return stream.reject(&DaprError::not_ready("the filter has no configuration"));
@@ -138,6 +139,7 @@ pub fn on_request_body<H: Host>(
                 host,
                 context_id,
                 app_id: config.map_or("", |c| c.app_id.as_str()),
+                grpc: false,
             }
             .reject(&e)
         }
@@ -167,11 +169,18 @@ struct Stream<'h, H> {
     context_id: u32,
     /// The sidecar's app (empty until a configuration was accepted), for the metrics.
     app_id: &'h str,
+    /// The call is gRPC: refusals are gRPC errors.
+    grpc: bool,
 }
 
 impl<H: Host> Stream<'_, H> {
     fn outbound(&self, config: &Config, body: &mut Body) -> Next {
-        let path = match self.host.request_header(":path") {
+        // A gRPC call names its app in metadata: its path is the method's, never read.
+        let path = match config.grpc {
+            true => Ok(None),
+            false => self.host.request_header(":path"),
+        };
+        let path = match path {
             Ok(path) => path.unwrap_or_default(),
             Err(e) => return self.host_failure("read :path", &e),
         };
@@ -180,11 +189,16 @@ impl<H: Host> Stream<'_, H> {
         };
         // The decision reads the headers it needs, and no more: each read is a host call.
         let mut failed = None;
-        let decision = route::decide(config, path, |name| {
+        let read = |name: &str| {
             self.host
                 .request_header(name)
                 .inspect_err(|_| failed = Some(name.to_string()))
-        });
+        };
+        let decision = if config.grpc {
+            route::decide_grpc(config, read)
+        } else {
+            route::decide(config, path, read)
+        };
         let decision = match decision {
             Ok(d) => d,
             Err(e) => {
@@ -268,10 +282,12 @@ impl<H: Host> Stream<'_, H> {
             Ok(peer) => peer,
             Err(e) => return self.host_failure("read the peer certificate", &e),
         };
-        let (method, path) = match (
-            self.host.request_header(":method"),
-            self.host.request_header(":path"),
-        ) {
+        // A gRPC call has no verb to check (`:method` is always POST): it is not read.
+        let method = match config.grpc {
+            true => Ok(Some(inbound::GRPC_VERB.as_bytes().to_vec())),
+            false => self.host.request_header(":method"),
+        };
+        let (method, path) = match (method, self.host.request_header(":path")) {
             (Ok(m), Ok(p)) => (m.unwrap_or_default(), p.unwrap_or_default()),
             (Err(e), _) | (_, Err(e)) => return self.host_failure("read :method and :path", &e),
         };
@@ -281,10 +297,12 @@ impl<H: Host> Stream<'_, H> {
             peer_uri_san: peer.as_deref().and_then(|p| std::str::from_utf8(p).ok()),
             method: std::str::from_utf8(&method).unwrap_or_default(),
             path: std::str::from_utf8(&path).unwrap_or_default(),
+            grpc: config.grpc,
         };
         let authorize =
             |caller: &inbound::Caller, method: &str, path: &str| match &config.access_control {
                 None => Ok(()),
+                Some(acl) if config.grpc => inbound::authorize_grpc(acl, caller, path),
                 Some(acl) => inbound::authorize(acl, caller, method, path),
             };
         match inbound::decide(&config.app_id, &request, authorize) {
@@ -352,6 +370,9 @@ impl<H: Host> Stream<'_, H> {
     fn reject(&self, e: &DaprError) -> Next {
         self.host
             .count(&metrics::refusal(self.app_id, e.status, e.code));
+        if self.grpc {
+            return self.respond(&Reply::grpc(e));
+        }
         self.respond(&Reply::from(e.clone()))
     }
 

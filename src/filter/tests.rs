@@ -598,3 +598,56 @@ fn refusals_are_counted_with_daprs_names_and_forwards_are_not() {
     assert_eq!(handle(&allowed, INBOUND), Next::Continue);
     assert!(allowed.counted().is_empty());
 }
+
+/// order-processor as a gRPC app: only checkout may call `/orders.Orders/Submit`.
+const INBOUND_GRPC: &str = r#"{"app_id": "order-processor", "mode": "inbound", "calls": "grpc",
+    "access_control": {"defaultAction": "deny", "policies": [{"appId": "checkout",
+    "trustDomain": "public", "namespace": "default", "defaultAction": "deny",
+    "operations": [{"name": "/orders.Orders/Submit", "action": "allow"}]}]}}"#;
+
+#[test]
+fn a_grpc_apps_callers_are_checked_by_full_method_case_sensitive_and_answered_in_grpc() {
+    let host = FakeHost::new()
+        .with_peer(CHECKOUT)
+        .with_header(":path", "/orders.Orders/Submit");
+    assert_eq!(handle(&host, INBOUND_GRPC), Next::Continue);
+    assert_eq!(host.one("dapr-caller-app-id"), "checkout");
+    // The verb is not read: the peer, :path, two writes.
+    assert_eq!(host.host_calls(), 4);
+    for denied in ["/orders.orders/submit", "/orders.Orders/Cancel"] {
+        let host = FakeHost::new()
+            .with_peer(CHECKOUT)
+            .with_header(":path", denied);
+        assert_eq!(handle(&host, INBOUND_GRPC), Next::Stop, "{denied}");
+        let reply = host.reply();
+        // 403 is PERMISSION_DENIED to Envoy; no JSON: the message is the grpc-message.
+        assert_eq!((reply.status, reply.headers.len()), (403, 0), "{reply:?}");
+        assert!(
+            reply
+                .body_text()
+                .ends_with(&format!("operation: {denied} verb: NONE")),
+            "{}",
+            reply.body_text()
+        );
+    }
+}
+
+#[test]
+fn a_grpc_outbound_refusal_is_a_grpc_error_and_its_path_is_never_read() {
+    let json = r#"{"app_id": "checkout", "calls": "grpc",
+        "apps": {"order-processor": {"cluster": "order-processor"}}}"#;
+    let host = FakeHost::new().with_header(":path", "/orders.Orders/Submit");
+    assert_eq!(handle(&host, json), Next::Stop);
+    let reply = host.reply();
+    assert_eq!((reply.status, reply.headers.len()), (500, 0));
+    assert!(reply
+        .body_text()
+        .contains("required metadata dapr-callee-app-id or dapr-app-id"));
+    let host = FakeHost::new()
+        .with_header(":path", "/orders.Orders/Submit")
+        .with_header("dapr-app-id", "order-processor");
+    assert_eq!(handle(&host, json), Next::Continue);
+    assert_eq!(host.one(":path"), "/orders.Orders/Submit");
+    // dapr-callee-app-id, dapr-app-id, the cluster and the three identity headers.
+    assert_eq!(host.host_calls(), 6);
+}

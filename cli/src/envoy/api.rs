@@ -289,9 +289,12 @@ pub struct ResponseFlagFilter {
     pub flags: Vec<&'static str>,
 }
 
+/// `core.v3.SubstitutionFormatString`: one of its formats.
 #[derive(Debug, Clone, Serialize)]
-pub struct SubstitutionFormatString {
-    pub json_format: serde_json::Map<String, serde_json::Value>,
+#[serde(rename_all = "snake_case")]
+pub enum SubstitutionFormatString {
+    JsonFormat(serde_json::Map<String, serde_json::Value>),
+    TextFormatSource(DataSource),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -343,7 +346,10 @@ pub struct RouteMatch {
 #[derive(Debug, Clone, Serialize)]
 pub struct HeaderMatcher {
     pub name: String,
-    pub string_match: StringMatcher,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub string_match: Option<StringMatcher>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub present_match: Option<bool>,
 }
 
 /// `matcher.v3.StringMatcher`: one of its forms.
@@ -352,9 +358,11 @@ pub struct HeaderMatcher {
 pub enum StringMatcher {
     Exact(String),
     Prefix(String),
+    /// RE2, matched against the whole value.
     SafeRegex(RegexMatcher),
 }
 
+/// `matcher.v3.RegexMatcher` (Google's RE2 engine).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegexMatcher {
     pub regex: String,
@@ -377,6 +385,19 @@ pub struct RouteAction {
     pub timeout: Dur,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_policy: Option<RetryPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_stream_duration: Option<MaxStreamDuration>,
+}
+
+/// `route.v3.RouteAction.MaxStreamDuration`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaxStreamDuration {
+    /// How long the whole stream may last (the HTTP connection manager ends it: for gRPC with
+    /// DEADLINE_EXCEEDED); none: no limit but the client's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_stream_duration: Option<Dur>,
+    /// The most a client's `grpc-timeout` may ask for; `0s`: whatever it asks.
+    pub grpc_timeout_header_max: Dur,
 }
 
 #[derive(Debug, Clone, Serialize)]

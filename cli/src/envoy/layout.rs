@@ -19,6 +19,8 @@ pub struct Listen {
     pub metrics: Address,
     /// Envoy's admin interface, on loopback.
     pub admin: Address,
+    /// What the app's gRPC clients call (`DAPR_GRPC_PORT`).
+    pub grpc: Address,
 }
 
 /// How a sidecar reaches another app's sidecar.
@@ -71,6 +73,7 @@ impl Layout for Local {
             inbound: Address::new(LOOPBACK, app.inbound_port),
             metrics: Address::new(LOOPBACK, app.metrics_port),
             admin: Address::new(LOOPBACK, app.admin_port),
+            grpc: Address::new(LOOPBACK, app.grpc_port),
         }
     }
     fn peer(&self, target: &AppPlan) -> Reach {
@@ -103,6 +106,13 @@ pub const CONTAINER_HTTP_PORT: u16 = 3500;
 pub const CONTAINER_INBOUND_PORT: u16 = 50002;
 pub const CONTAINER_METRICS_PORT: u16 = 9090;
 pub const CONTAINER_ADMIN_PORT: u16 = 9901;
+/// Dapr's gRPC API port (`DAPR_GRPC_PORT`) in a container or pod.
+pub const CONTAINER_GRPC_PORT: u16 = 50001;
+
+/// The gRPC port an app's sidecar listens on in a container or pod.
+pub fn container_grpc_port(app: &AppPlan) -> u16 {
+    app.requested.grpc.unwrap_or(CONTAINER_GRPC_PORT)
+}
 
 /// Each app and its sidecar in a network namespace of their own (Docker Compose, Kubernetes):
 /// the sidecar listens on Dapr's fixed ports unless the run file sets others, and reaches the
@@ -147,6 +157,7 @@ impl Layout for Container {
             inbound: Address::new("0.0.0.0", inbound),
             metrics: Address::new("0.0.0.0", metrics),
             admin: Address::new(LOOPBACK, CONTAINER_ADMIN_PORT),
+            grpc: Address::new(LOOPBACK, container_grpc_port(app)),
         }
     }
     fn peer(&self, target: &AppPlan) -> Reach {
@@ -302,6 +313,7 @@ impl Layout for Kubernetes {
             inbound: Address::new("0.0.0.0", inbound),
             metrics: Address::new("0.0.0.0", metrics),
             admin: Address::new(LOOPBACK, CONTAINER_ADMIN_PORT),
+            grpc: Address::new(LOOPBACK, container_grpc_port(app)),
         }
     }
     fn peer(&self, target: &AppPlan) -> Reach {

@@ -41,6 +41,9 @@ pub const LATENCY_BUCKETS_MS: [f64; 34] = [
     10000.0, 20000.0, 50000.0, 100000.0,
 ];
 
+/// What a gRPC stream's route adds to its target's id in its `stat_prefix` (no app id has `~`).
+const STREAM_SUFFIX: &str = "~stream";
+
 /// The largest scrape the Lua filter may hold (it reads the whole page to rename it).
 const SCRAPE_BUFFER_BYTES: u32 = 64 << 20;
 
@@ -66,7 +69,7 @@ pub fn observe(sidecar: &mut Bootstrap, plan: &Plan, me: &AppPlan, address: Addr
                 };
                 for vhost in &mut hcm.route_config.virtual_hosts {
                     match listener.name.as_str() {
-                        "outbound" => name_routes(vhost, plan, me),
+                        "outbound" | "grpc" => name_routes(vhost, plan, me),
                         "inbound" => vhost.virtual_clusters = callers(plan, me),
                         _ => {}
                     }
@@ -92,12 +95,24 @@ fn name_routes(vhost: &mut VirtualHost, plan: &Plan, me: &AppPlan) {
         let Some(cluster) = &action.cluster else {
             continue;
         };
+        // Dapr's gRPC proxy counts streams apart (`type`): their route has a prefix of its own.
+        let stream = route
+            .route_match
+            .headers
+            .iter()
+            .any(|h| h.name == super::GRPC_STREAM_HEADER);
         route.stat_prefix = plan
             .apps
             .iter()
             .filter(|a| a.app_id != me.app_id)
             .find(|a| super::cluster_for(me, a) == *cluster)
-            .map(|a| a.app_id.clone());
+            .map(|a| {
+                if stream {
+                    format!("{}{STREAM_SUFFIX}", a.app_id)
+                } else {
+                    a.app_id.clone()
+                }
+            });
     }
 }
 
@@ -110,7 +125,8 @@ fn callers(plan: &Plan, me: &AppPlan) -> Vec<VirtualCluster> {
             name: a.app_id.clone(),
             headers: vec![HeaderMatcher {
                 name: CALLER_APP_ID_HEADER.into(),
-                string_match: StringMatcher::Exact(a.app_id.clone()),
+                string_match: Some(StringMatcher::Exact(a.app_id.clone())),
+                present_match: None,
             }],
         })
         .collect()
@@ -133,7 +149,7 @@ fn stats_config(me: &AppPlan) -> StatsConfig {
             .collect(),
         histogram_bucket_settings: vec![HistogramBucketSettings {
             stat_match: StringMatcher::SafeRegex(RegexMatcher {
-                regex: r"^vhost\.(outbound|inbound)\.(route|vcluster)\..+\.upstream_rq_time$"
+                regex: r"^vhost\.(outbound|grpc|inbound)\.(route|vcluster)\..+\.upstream_rq_time$"
                     .into(),
             }),
             buckets,
@@ -162,6 +178,7 @@ fn metrics_listener(address: Address, lua: Option<&str>) -> Listener {
             cluster_header: None,
             timeout: Dur::secs(5),
             retry_policy: None,
+            max_stream_duration: None,
         }),
         request_headers_to_add: vec![],
         request_headers_to_remove: internal(),
@@ -268,34 +285,46 @@ fn lua(plan: &Plan, me: &AppPlan) -> String {
 const RENDER: &str = r##"
 local function rename(text)
   local families, order = {}, {}
+  -- One series per label set: the HTTP and gRPC ports' counts of the same target add up.
   local function add(family, kind, suffix, labels, value)
     local f = families[family]
     if not f then
-      f = {kind = kind, lines = {}}
+      f = {kind = kind, keys = {}, values = {}, index = {}}
       families[family] = f
       order[#order + 1] = family
     end
     local parts = {}
     for _, kv in ipairs(labels) do parts[#parts + 1] = kv[1] .. '="' .. kv[2] .. '"' end
-    f.lines[#f.lines + 1] = family .. suffix .. "{" .. table.concat(parts, ",") .. "} " .. value
+    local key = suffix .. "{" .. table.concat(parts, ",") .. "}"
+    local i = f.index[key]
+    if i then
+      f.values[i] = tostring((tonumber(f.values[i]) or 0) + (tonumber(value) or 0))
+    else
+      f.keys[#f.keys + 1] = key
+      f.values[#f.values + 1] = value
+      f.index[key] = #f.keys
+    end
   end
   for line in text:gmatch("[^\n]+") do
     local name, braces, value = line:match("^(envoy_vhost_[%w_]+)(%b{}) (%S+)$")
     if name then
       local l = {}
       for k, v in braces:gmatch('([%w_]+)="([^"]*)"') do l[k] = v end
-      if l.envoy_virtual_host == "outbound" and l.envoy_route then
-        local peer = l.envoy_route
+      local vhost = l.envoy_virtual_host
+      if (vhost == "outbound" or vhost == "grpc") and l.envoy_route then
+        local peer, kind = l.envoy_route, "unary"
+        local streamed = peer:match("^(.-)~stream$")
+        if streamed then peer, kind = streamed, "streaming" end
         if name == "envoy_vhost_route_upstream_rq_total" then
           add("dapr_runtime_service_invocation_req_sent_total", "counter", "",
-              {{"app_id", app_id}, {"dst_app_id", peer}, {"type", "unary"}}, value)
+              {{"app_id", app_id}, {"dst_app_id", peer}, {"type", kind}}, value)
         elseif name == "envoy_vhost_route_upstream_rq" and l.envoy_response_code then
           add("dapr_runtime_service_invocation_res_recv_total", "counter", "",
               {{"app_id", app_id}, {"src_app_id", peer}, {"status", l.envoy_response_code},
-               {"type", "unary"}}, value)
+               {"type", kind}}, value)
         else
           local part = name:match("^envoy_vhost_route_upstream_rq_time(_%a+)$")
-          if part then
+          if part and kind == "unary" then
             local labels = {{"app_id", app_id}, {"src_app_id", peer}}
             if l.le then labels[#labels + 1] = {"le", l.le} end
             add("dapr_runtime_service_invocation_res_recv_latency_ms", "histogram", part, labels, value)
@@ -324,7 +353,7 @@ local function rename(text)
   for _, family in ipairs(order) do
     local f = families[family]
     out[#out + 1] = "# TYPE " .. family .. " " .. f.kind
-    for _, line in ipairs(f.lines) do out[#out + 1] = line end
+    for i, key in ipairs(f.keys) do out[#out + 1] = family .. key .. " " .. f.values[i] end
   end
   if #out == 0 then return "" end
   return table.concat(out, "\n") .. "\n"
@@ -387,7 +416,7 @@ mod tests {
         assert_eq!(vclusters[0]["name"], "b");
         assert_eq!(vclusters[0]["headers"][0]["name"], CALLER_APP_ID_HEADER);
         let b = sidecar_of(1);
-        let metrics = &b["static_resources"]["listeners"][2];
+        let metrics = &b["static_resources"]["listeners"][3];
         assert_eq!(metrics["name"], METRICS_LISTENER);
         assert_eq!(metrics["address"]["socket_address"]["port_value"], 9191);
         assert_eq!(
@@ -444,7 +473,7 @@ mod tests {
             assert!(route.get("stat_prefix").is_none(), "{route}");
         }
         assert_eq!(
-            a["static_resources"]["listeners"][2]["name"],
+            a["static_resources"]["listeners"][3]["name"],
             METRICS_LISTENER
         );
         let b = sidecar_with(1, |b| b.metrics.latency_buckets_ms = Some(vec![5, 50]));

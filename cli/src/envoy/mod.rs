@@ -21,7 +21,7 @@ use dapr_invoke::names::{
     spiffe_id, API_TOKEN_HEADER, APP_ID_HEADER, CALLEE_APP_ID_HEADER, CALLER_APP_ID_HEADER,
     CALLER_NAMESPACE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_NAMESPACE, FILTER_NAME,
 };
-use dapr_invoke::schema::{self, AppChannel, Apps, PluginConfig, TargetApp};
+use dapr_invoke::schema::{self, AppChannel, Apps, Calls, PluginConfig, TargetApp};
 use serde_json::json;
 
 use self::api::*;
@@ -89,7 +89,20 @@ pub fn outbound_plugin(plan: &Plan, me: &AppPlan) -> PluginConfig {
         max_body_bytes: me.max_body_bytes,
         // The routes set the identity headers: three host calls less per call.
         identity_headers: Some(schema::IdentityHeaders::Route),
+        calls: None,
     })
+}
+
+/// The gRPC listener's filter: the same apps, gRPC's way of naming them and of refusing.
+pub fn grpc_plugin(plan: &Plan, me: &AppPlan) -> PluginConfig {
+    let PluginConfig::Outbound(mut o) = outbound_plugin(plan, me) else {
+        return outbound_plugin(plan, me);
+    };
+    o.calls = Some(Calls::Grpc);
+    // Dapr's metadata API and its maxBodySize are HTTP's (gRPC's limit is per message).
+    o.app_channel = None;
+    o.max_body_bytes = None;
+    PluginConfig::Outbound(o)
 }
 
 /// A duration as Go prints it, which is how Dapr's metadata shows the health settings: `5s`,
@@ -196,6 +209,8 @@ pub fn inbound_plugin(me: &AppPlan) -> PluginConfig {
         app_id: me.app_id.clone(),
         namespace: own_namespace(me),
         access_control: me.access_control.clone(),
+        // A gRPC app takes gRPC calls only: checked by full method name, answered in gRPC.
+        calls: me.protocol.grpc().then_some(Calls::Grpc),
     })
 }
 
@@ -210,6 +225,10 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
     inbound_plugin
         .check()
         .map_err(|e| format!("{} (inbound): {e}", me.app_id))?;
+    let grpc_plugin = grpc_plugin(plan, me);
+    grpc_plugin
+        .check()
+        .map_err(|e| format!("{} (gRPC): {e}", me.app_id))?;
     let my_tls = layout.tls(&me.app_id);
     let listen = layout.listen(me);
 
@@ -237,9 +256,20 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
         address: listen.outbound,
         max_headers: MAX_APP_HEADERS,
         max_header_kb: header_kb,
-        routes: outbound_routes(plan, me),
+        routes: outbound_routes(plan, me, false),
         filters: vec![wasm_filter(&layout.wasm(), &outbound_plugin)?, router()],
-        local_replies: Some(dapr_local_replies(None)),
+        local_replies: Some(dapr_local_replies(None, false)),
+    });
+    // Dapr's gRPC port: the app's gRPC clients call it with `dapr-app-id` metadata, and the call
+    // goes to the target's sidecar over the same mutual TLS, HTTP/2 all the way.
+    let grpc = listener(Http {
+        name: "grpc",
+        address: listen.grpc,
+        max_headers: MAX_APP_HEADERS,
+        max_header_kb: header_kb,
+        routes: outbound_routes(plan, me, true),
+        filters: vec![wasm_filter(&layout.wasm(), &grpc_plugin)?, router()],
+        local_replies: Some(dapr_local_replies(None, true)),
     });
 
     // With mutual TLS, the callee's filter names the caller from its certificate and applies the
@@ -255,7 +285,7 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
         max_header_kb: header_kb.map(|kb| kb.saturating_add(8).min(8192)),
         routes: vec![inbound_route(me)],
         filters: inbound_filters,
-        local_replies: Some(dapr_local_replies(Some(&me.app_id))),
+        local_replies: Some(dapr_local_replies(Some(&me.app_id), me.protocol.grpc())),
     });
     for chain in &mut inbound.filter_chains {
         chain.transport_socket = my_tls.as_ref().map(downstream_tls);
@@ -270,7 +300,7 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
             address: listen.admin,
         },
         static_resources: StaticResources {
-            listeners: vec![outbound, inbound],
+            listeners: vec![outbound, inbound, grpc],
             clusters,
         },
         stats_config: None,
@@ -285,7 +315,10 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
 /// timeout and retries; the last route catches a cluster Envoy does not have (a JSON error).
 /// Every route removes what must not leave the caller's sidecar: the cluster header (internal),
 /// the caller's API token (its credential towards its own sidecar) and `dapr-app-id`, as Dapr.
-fn outbound_routes(plan: &Plan, me: &AppPlan) -> Vec<Route> {
+/// `grpc`: the gRPC listener's routes. A gRPC call marked as a stream (`dapr-stream`
+/// metadata, as in Dapr) has its own route without retries or timeout; other calls get the
+/// target's policy with gRPC's retry conditions, and a client's `grpc-timeout` is honoured.
+fn outbound_routes(plan: &Plan, me: &AppPlan, grpc: bool) -> Vec<Route> {
     let strip = || {
         vec![
             DEFAULT_CLUSTER_HEADER.to_string(),
@@ -293,36 +326,71 @@ fn outbound_routes(plan: &Plan, me: &AppPlan) -> Vec<Route> {
             APP_ID_HEADER.to_string(),
         ]
     };
-    let mut routes: Vec<Route> = plan
-        .apps
-        .iter()
-        .map(|a| {
-            let cluster = cluster_for(me, a);
-            let (timeout, retry) = resiliency::route(me.resiliency.targets.get(&a.app_id));
+    let mut routes: Vec<Route> = Vec::with_capacity(plan.apps.len() * 2 + 1);
+    for a in &plan.apps {
+        let cluster = cluster_for(me, a);
+        let policy = me.resiliency.targets.get(&a.app_id);
+        // gRPC calls are bounded by the stream's duration, not the route's timeout (which Envoy
+        // ignores once a route has `max_stream_duration`).
+        let (timeout, limit, retry) = match grpc {
+            false => {
+                let (timeout, retry) = resiliency::route(policy);
+                (timeout, None, retry)
+            }
+            true => {
+                let (limit, retry) = resiliency::grpc_route(policy);
+                (Dur::secs(0), Some(limit), retry)
+            }
+        };
+        let to = |stream: bool,
+                  timeout: Dur,
+                  limit: Option<MaxStreamDuration>,
+                  retry_policy: Option<RetryPolicy>| {
+            let mut headers = vec![HeaderMatcher {
+                name: DEFAULT_CLUSTER_HEADER.into(),
+                string_match: Some(StringMatcher::Exact(cluster.clone())),
+                present_match: None,
+            }];
+            if stream {
+                headers.push(HeaderMatcher {
+                    name: GRPC_STREAM_HEADER.into(),
+                    string_match: Some(StringMatcher::SafeRegex(RegexMatcher {
+                        regex: TRUTHY.into(),
+                    })),
+                    present_match: None,
+                });
+            }
             Route {
                 route_match: RouteMatch {
                     prefix: "/".into(),
-                    headers: vec![HeaderMatcher {
-                        name: DEFAULT_CLUSTER_HEADER.into(),
-                        string_match: StringMatcher::Exact(cluster.clone()),
-                    }],
+                    headers,
                 },
                 action: RouteActionKind::Route(RouteAction {
-                    cluster: Some(cluster),
+                    cluster: Some(cluster.clone()),
                     cluster_header: None,
                     timeout,
-                    retry_policy: retry,
+                    retry_policy,
+                    max_stream_duration: limit,
                 }),
                 request_headers_to_add: identity(me, a)
                     .into_iter()
-                    .chain(forwarded_host())
+                    .chain(forwarded_host(grpc))
                     .collect(),
                 request_headers_to_remove: strip(),
                 response_headers_to_add: vec![],
                 stat_prefix: None,
             }
-        })
-        .collect();
+        };
+        if grpc {
+            // Only the client's own deadline.
+            let unlimited = MaxStreamDuration {
+                max_stream_duration: None,
+                grpc_timeout_header_max: Dur::secs(0),
+            };
+            routes.push(to(true, Dur::secs(0), Some(unlimited), None));
+        }
+        routes.push(to(false, timeout, limit, retry));
+    }
     routes.push(Route {
         route_match: RouteMatch {
             prefix: "/".into(),
@@ -333,14 +401,21 @@ fn outbound_routes(plan: &Plan, me: &AppPlan) -> Vec<Route> {
             cluster_header: Some(DEFAULT_CLUSTER_HEADER.into()),
             timeout: Dur::secs(0),
             retry_policy: None,
+            max_stream_duration: None,
         }),
-        request_headers_to_add: forwarded_host(),
+        request_headers_to_add: forwarded_host(grpc),
         request_headers_to_remove: strip(),
         response_headers_to_add: vec![],
         stat_prefix: None,
     });
     routes
 }
+
+/// Dapr's metadata that marks a gRPC call as a stream: never retried, no timeout.
+pub const GRPC_STREAM_HEADER: &str = "dapr-stream";
+
+/// The values Dapr reads as true (`kit/strings.IsTruthy`), in any case.
+const TRUTHY: &str = "(?i)(y|yes|true|t|on|1)";
 
 /// Who calls whom, set by the route to `target` on every call, replacing whatever the app sent
 /// under these names (the filter's `identity_headers: "route"`). The callee's sidecar replaces
@@ -354,8 +429,12 @@ fn identity(me: &AppPlan, target: &AppPlan) -> [HeaderValueOption; 3] {
 }
 
 /// The caller's host name, appended as daprd appends its own (`X-Forwarded-Host`).
-fn forwarded_host() -> Vec<HeaderValueOption> {
-    vec![HeaderValueOption::append("x-forwarded-host", "%HOSTNAME%")]
+fn forwarded_host(grpc: bool) -> Vec<HeaderValueOption> {
+    match grpc {
+        // daprd's gRPC proxy adds no forwarding headers.
+        true => vec![],
+        false => vec![HeaderValueOption::append("x-forwarded-host", "%HOSTNAME%")],
+    }
 }
 
 /// The inbound route: to the app, or Dapr's answer when the app has no port (its app channel is
@@ -367,6 +446,7 @@ fn inbound_route(me: &AppPlan) -> Route {
             cluster_header: None,
             timeout: Dur::secs(0),
             retry_policy: None,
+            max_stream_duration: None,
         }),
         None => RouteActionKind::DirectResponse(DirectResponseAction {
             status: 500,
@@ -385,14 +465,18 @@ fn inbound_route(me: &AppPlan) -> Route {
     };
     // Where the call came from, appended as daprd appends it (never trusted from the caller):
     // the caller's sidecar as the callee's sidecar sees it. The *direct* remote address: Envoy's
-    // plain remote address would be read from the X-Forwarded-For the caller sent.
-    let mut add = vec![
-        HeaderValueOption::append("x-forwarded-for", "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%"),
-        HeaderValueOption::append(
-            "forwarded",
-            "for=%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%;by=%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%",
-        ),
-    ];
+    // plain remote address would be read from the X-Forwarded-For the caller sent. daprd's gRPC
+    // proxy adds none.
+    let mut add = match me.protocol.grpc() {
+        true => vec![],
+        false => vec![
+            HeaderValueOption::append("x-forwarded-for", "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%"),
+            HeaderValueOption::append(
+                "forwarded",
+                "for=%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%;by=%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%",
+            ),
+        ],
+    };
     let mut remove = vec![DEFAULT_CLUSTER_HEADER.to_string()];
     // The app's own token (Dapr's APP_API_TOKEN) proves to the app that the call came through
     // its sidecar; it replaces whatever a caller sent. It is read from the sidecar's environment,
@@ -649,12 +733,17 @@ pub(crate) fn router() -> HttpFilter {
 /// answered the Dapr way. The filter's own errors carry no response flag and pass unchanged.
 /// `callee`: the inbound listener of that app, where no healthy endpoint means the app failed
 /// its health check (Dapr's answer for an unhealthy app).
-fn dapr_local_replies(callee: Option<&str>) -> LocalReplyConfig {
-    let body = |message: String| {
-        let mut map = serde_json::Map::new();
-        map.insert("errorCode".into(), json!(ERR_DIRECT_INVOKE));
-        map.insert("message".into(), json!(message));
-        SubstitutionFormatString { json_format: map }
+fn dapr_local_replies(callee: Option<&str>, grpc: bool) -> LocalReplyConfig {
+    // A gRPC call's reply is Envoy's trailers-only answer, the text its `grpc-message`; an HTTP
+    // call's is Dapr's JSON.
+    let body = |message: String| match grpc {
+        true => SubstitutionFormatString::TextFormatSource(DataSource::InlineString(message)),
+        false => {
+            let mut map = serde_json::Map::new();
+            map.insert("errorCode".into(), json!(ERR_DIRECT_INVOKE));
+            map.insert("message".into(), json!(message));
+            SubstitutionFormatString::JsonFormat(map)
+        }
     };
     let named = format!("%REQ({CALLEE_APP_ID_HEADER})%");
     let mut mappers = Vec::new();
@@ -835,7 +924,11 @@ apps:
             ["value"]
             .as_str()
             .unwrap();
-        assert_eq!(text, r#"{"mode":"inbound","app_id":"checkout"}"#);
+        // checkout serves gRPC: its callers are checked by full method name.
+        assert_eq!(
+            text,
+            r#"{"mode":"inbound","app_id":"checkout","calls":"grpc"}"#
+        );
     }
 
     #[test]
@@ -954,6 +1047,66 @@ apps:
     }
 
     #[test]
+    fn the_grpc_listener_proxies_by_app_id_with_grpc_errors() {
+        let p = plan();
+        let v = json_of(&p, 1, &local(true));
+        let listeners = v["static_resources"]["listeners"].as_array().unwrap();
+        let names: Vec<&str> = listeners
+            .iter()
+            .map(|l| l["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["outbound", "inbound", "grpc", metrics::METRICS_LISTENER]
+        );
+        assert_eq!(
+            listeners[2]["address"]["socket_address"],
+            json!({"address": "127.0.0.1", "port_value": p.apps[1].grpc_port})
+        );
+        let h = hcm(&v, 2);
+        let text = h["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap();
+        let PluginConfig::Outbound(o) = serde_json::from_str::<PluginConfig>(text).unwrap() else {
+            panic!("{text}")
+        };
+        // gRPC's way of naming and refusing; no HTTP-only settings.
+        assert_eq!(o.calls, Some(Calls::Grpc));
+        assert!(o.app_channel.is_none() && o.max_body_bytes.is_none());
+        let routes = h["route_config"]["virtual_hosts"][0]["routes"]
+            .as_array()
+            .unwrap();
+        // Per target: a `dapr-stream` call first (no retries, the client's deadline only),
+        // then the policy's route; a gRPC route's limit is the stream's, not `timeout`.
+        let to_op: Vec<&Value> = routes
+            .iter()
+            .filter(|r| r["route"]["cluster"] == "to-order-processor")
+            .collect();
+        assert_eq!(to_op.len(), 2);
+        assert_eq!(to_op[0]["match"]["headers"][1]["name"], GRPC_STREAM_HEADER);
+        assert!(to_op[0]["route"].get("retry_policy").is_none());
+        assert_eq!(
+            to_op[0]["route"]["max_stream_duration"],
+            json!({"grpc_timeout_header_max": "0s"})
+        );
+        assert_eq!(
+            to_op[1]["route"]["retry_policy"]["retry_on"],
+            "connect-failure,refused-stream"
+        );
+        // Envoy's own failures are trailers-only gRPC errors: their text, not Dapr's JSON.
+        let mappers = h["local_reply_config"]["mappers"].as_array().unwrap();
+        assert!(mappers.iter().all(|m| m["body_format_override"]
+            .get("text_format_source")
+            .is_some()));
+        // The HTTP listener's are JSON.
+        assert!(
+            hcm(&v, 0)["local_reply_config"]["mappers"][0]["body_format_override"]
+                .get("json_format")
+                .is_some()
+        );
+    }
+
+    #[test]
     fn every_listener_of_every_layout_gets_the_same_protections() {
         let p = plan();
         let container = layout::Container {
@@ -981,7 +1134,7 @@ apps:
                     let max = opts["max_headers_count"].as_u64().unwrap();
                     assert!(max >= u64::from(MAX_APP_HEADERS), "{name}");
                     // What a sidecar sends on must fit what the next one accepts.
-                    if name == "outbound" || name == metrics::METRICS_LISTENER {
+                    if name == "outbound" || name == "grpc" || name == metrics::METRICS_LISTENER {
                         assert_eq!(max, u64::from(MAX_APP_HEADERS));
                     } else {
                         assert_eq!(max, u64::from(MAX_MESH_HEADERS));

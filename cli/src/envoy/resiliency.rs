@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::api::{
-    BackOff, CircuitBreakers, CommonLbConfig, Dur, OutlierDetection, Percent, RetryPolicy,
-    Thresholds, TypedConfig, TypedExtension,
+    BackOff, CircuitBreakers, CommonLbConfig, Dur, MaxStreamDuration, OutlierDetection, Percent,
+    RetryPolicy, Thresholds, TypedConfig, TypedExtension,
 };
 use crate::resiliency::TargetPolicy;
 
@@ -52,6 +52,74 @@ pub fn route(policy: Option<&TargetPolicy>) -> (Dur, Option<RetryPolicy>) {
     };
     (timeout, Some(retry))
 }
+
+/// The gRPC listener's call limit and retry policy. The policy's timeout bounds the whole call,
+/// streams included, as the client's `grpc-timeout` does (the shorter wins); it ends with
+/// DEADLINE_EXCEEDED, as in Dapr. (Envoy applies it to the stream, not to each attempt: with
+/// retries, all attempts share it.) A Dapr retry policy retries the codes it matches
+/// (`matching.gRPCStatusCodes`), or every failure without `matching`, as far as Envoy can: it
+/// retries gRPC calls on CANCELLED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL and
+/// UNAVAILABLE answered before any response message, and on connection failures. Without a
+/// policy: one more connection attempt, to another instance if there is one, as daprd re-dials
+/// once when it cannot open the stream (it has no built-in retries for gRPC).
+pub fn grpc_route(policy: Option<&TargetPolicy>) -> (MaxStreamDuration, Option<RetryPolicy>) {
+    let timeout = policy.and_then(|p| p.timeout).map(Dur);
+    let timeout = MaxStreamDuration {
+        max_stream_duration: timeout,
+        grpc_timeout_header_max: timeout.unwrap_or(Dur(Duration::ZERO)),
+    };
+    let named = policy.is_some_and(|p| p.named);
+    let retry = match policy.and_then(|p| p.retry.as_ref()) {
+        None if named => return (timeout, None),
+        None => RetryPolicy {
+            retry_on: "connect-failure,refused-stream".into(),
+            num_retries: 1,
+            retry_back_off: BackOff {
+                base_interval: Dur::millis(25),
+                max_interval: Dur::millis(25),
+            },
+            retriable_status_codes: vec![],
+            retry_host_predicate: another_instance(),
+            host_selection_retry_max_attempts: Some(3),
+        },
+        Some(r) => {
+            let mut on: Vec<&str> = GRPC_CONDITIONS
+                .iter()
+                .filter(|(code, _)| r.grpc_codes.is_empty() || r.grpc_codes.contains(code))
+                .map(|(_, name)| *name)
+                .collect();
+            // A failure before the call reached the app has no gRPC code in Dapr either: it is
+            // UNAVAILABLE, retried when the policy retries UNAVAILABLE.
+            if r.grpc_codes.is_empty() || r.grpc_codes.contains(&14) {
+                on.extend(["connect-failure", "refused-stream", "reset"]);
+            }
+            if on.is_empty() {
+                return (timeout, None);
+            }
+            RetryPolicy {
+                retry_on: on.join(","),
+                num_retries: r.num_retries,
+                retry_back_off: BackOff {
+                    base_interval: Dur(r.base_interval),
+                    max_interval: Dur(r.max_interval),
+                },
+                retriable_status_codes: vec![],
+                retry_host_predicate: another_instance(),
+                host_selection_retry_max_attempts: Some(3),
+            }
+        }
+    };
+    (timeout, Some(retry))
+}
+
+/// gRPC status codes and Envoy's `retry_on` condition for each.
+const GRPC_CONDITIONS: [(u8, &str); 5] = [
+    (1, "cancelled"),
+    (4, "deadline-exceeded"),
+    (8, "resource-exhausted"),
+    (13, "internal"),
+    (14, "unavailable"),
+];
 
 /// A retry avoids the instances already tried, where there is another.
 fn another_instance() -> Vec<TypedExtension> {
@@ -115,6 +183,7 @@ mod tests {
                 base_interval: Duration::from_secs(5),
                 max_interval: Duration::from_secs(5),
                 status_codes: vec![],
+                grpc_codes: vec![],
             }),
             breaker: Some(Breaker {
                 name: "simpleCB".into(),
@@ -169,6 +238,59 @@ mod tests {
         assert!(route(Some(&by_default)).1.is_some());
     }
 
+    fn grpc_policy(codes: &[u8]) -> TargetPolicy {
+        TargetPolicy {
+            timeout: Some(Duration::from_secs(3)),
+            retry: Some(Retry {
+                name: "r".into(),
+                num_retries: 2,
+                base_interval: Duration::from_millis(100),
+                max_interval: Duration::from_millis(100),
+                status_codes: vec![],
+                grpc_codes: codes.to_vec(),
+            }),
+            breaker: None,
+            named: true,
+        }
+    }
+
+    #[test]
+    fn grpc_retries_follow_the_matching_codes() {
+        let on = |codes: &[u8]| grpc_route(Some(&grpc_policy(codes))).1.map(|r| r.retry_on);
+        assert_eq!(
+            on(&[]).as_deref(),
+            Some("cancelled,deadline-exceeded,resource-exhausted,internal,unavailable,connect-failure,refused-stream,reset")
+        );
+        assert_eq!(
+            on(&[14]).as_deref(),
+            Some("unavailable,connect-failure,refused-stream,reset")
+        );
+        assert_eq!(on(&[2, 13]).as_deref(), Some("internal"));
+        // Only codes Envoy cannot retry: nothing is retried (the runner warned).
+        assert_eq!(on(&[2, 5]), None);
+        // The timeout bounds the call, and caps what a client's grpc-timeout asks for.
+        assert_eq!(
+            json(&grpc_route(Some(&grpc_policy(&[]))).0),
+            serde_json::json!({"max_stream_duration": "3s", "grpc_timeout_header_max": "3s"})
+        );
+        assert_eq!(
+            json(&grpc_route(None).0),
+            serde_json::json!({"grpc_timeout_header_max": "0s"})
+        );
+    }
+
+    #[test]
+    fn grpc_without_a_policy_redials_once() {
+        let retry = json(&grpc_route(None).1.unwrap());
+        assert_eq!(retry["retry_on"], "connect-failure,refused-stream");
+        assert_eq!(retry["num_retries"], 1);
+        let own = TargetPolicy {
+            named: true,
+            ..TargetPolicy::default()
+        };
+        assert!(grpc_route(Some(&own)).1.is_none());
+    }
+
     #[test]
     fn status_matching_and_timeouts() {
         let p = TargetPolicy {
@@ -179,6 +301,7 @@ mod tests {
                 base_interval: Duration::from_millis(500),
                 max_interval: Duration::from_secs(15),
                 status_codes: vec![429, 502, 503, 504],
+                grpc_codes: vec![],
             }),
             breaker: None,
             named: true,

@@ -23,6 +23,8 @@ pub const TRACING_CLUSTER: &str = "dapr-tracing";
 
 /// The name of the listener that other sidecars call: its spans are the callee's (SERVER).
 const INBOUND: &str = "inbound";
+/// The name of Dapr's gRPC port: a call's span is named by its full method, as daprd's proxy.
+const GRPC: &str = "grpc";
 
 /// Adds tracing to every HTTP listener of `sidecar`, and the collector's cluster, when `me`'s
 /// Configuration traces.
@@ -41,7 +43,7 @@ pub fn trace(sidecar: &mut Bootstrap, me: &AppPlan) {
                 let TypedConfig::HttpConnectionManager(hcm) = &mut filter.typed_config else {
                     continue;
                 };
-                hcm.tracing = Some(hcm_tracing(tracing, me, inbound));
+                hcm.tracing = Some(hcm_tracing(tracing, me, &listener.name));
                 if !inbound {
                     // The app's own sidecar tells it its span, as daprd does.
                     for vhost in &mut hcm.route_config.virtual_hosts {
@@ -70,7 +72,7 @@ fn returned_context() -> [HeaderValueOption; 2] {
 
 /// The listener's tracing: the span's name and tags as daprd's, sampled at the Configuration's
 /// rate (a caller's sampled `traceparent` is followed whatever the rate).
-fn hcm_tracing(tracing: &Tracing, me: &AppPlan, inbound: bool) -> HcmTracing {
+fn hcm_tracing(tracing: &Tracing, me: &AppPlan, listener: &str) -> HcmTracing {
     let literal = |tag: &str, value: &str| CustomTag {
         tag: tag.into(),
         value: CustomTagValue::Literal {
@@ -85,15 +87,33 @@ fn hcm_tracing(tracing: &Tracing, me: &AppPlan, inbound: bool) -> HcmTracing {
         tag: name.into(),
         value: CustomTagValue::RequestHeader { name: name.into() },
     };
-    let mut custom_tags = vec![
-        literal("rpc.service", "ServiceInvocation"),
-        literal("dapr.protocol", "http"),
-        formatted("dapr.status_code", "%RESPONSE_CODE%"),
-        formatted("http.request.method", "%REQ(:method)%"),
-        header(CALLER_APP_ID_HEADER),
-        header(CALLEE_APP_ID_HEADER),
-    ];
-    let operation = if inbound {
+    // gRPC calls (Dapr's gRPC port, a gRPC app's inbound listener) are named by their full
+    // method and tagged by their gRPC status, as daprd's gRPC proxy does.
+    let grpc = listener == GRPC || (listener == INBOUND && me.protocol.grpc());
+    let mut custom_tags = if grpc {
+        vec![
+            literal("dapr.protocol", "grpc"),
+            formatted("rpc.grpc.status_code", "%GRPC_STATUS_NUMBER%"),
+        ]
+    } else {
+        vec![
+            literal("rpc.service", "ServiceInvocation"),
+            literal("dapr.protocol", "http"),
+            formatted("dapr.status_code", "%RESPONSE_CODE%"),
+            formatted("http.request.method", "%REQ(:method)%"),
+        ]
+    };
+    custom_tags.extend([header(CALLER_APP_ID_HEADER), header(CALLEE_APP_ID_HEADER)]);
+    let inbound = listener == INBOUND;
+    let operation = if grpc {
+        if !inbound {
+            custom_tags.push(formatted(
+                "net.peer.name",
+                &format!("%REQ({CALLEE_APP_ID_HEADER}?{APP_ID_HEADER})%"),
+            ));
+        }
+        "%PATH(NQ)%".to_string()
+    } else if inbound {
         custom_tags.push(formatted("dapr.invoke_method", "%PATH(NQ)%"));
         custom_tags.push(header(CALLER_NAMESPACE_HEADER));
         // The callee is this app: its name is not taken from the request.
@@ -266,13 +286,16 @@ mod tests {
             },
         }));
         let listeners = v["static_resources"]["listeners"].as_array().unwrap();
-        assert_eq!(listeners.len(), 3);
+        assert_eq!(listeners.len(), 4);
         // The metrics listener is no app traffic: a scrape is no span.
         assert_eq!(
-            listeners[2]["name"],
+            listeners[3]["name"],
             crate::envoy::metrics::METRICS_LISTENER
         );
-        assert!(hcm(&v, 2).get("tracing").is_none());
+        assert!(hcm(&v, 3).get("tracing").is_none());
+        // Dapr's gRPC port names a call's span by its full method, tagged by its gRPC status.
+        assert_eq!(listeners[2]["name"], GRPC);
+        assert_eq!(hcm(&v, 2)["tracing"]["operation"], "%PATH(NQ)%");
         for (i, l) in listeners.iter().enumerate().take(2) {
             let t = &hcm(&v, i)["tracing"];
             assert_eq!(t["random_sampling"]["value"], 25.0);

@@ -22,7 +22,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
 
-use crate::envoy::layout::{self, Container, Kubernetes, Layout, CONTAINER_ADMIN_PORT};
+use crate::envoy::layout::{
+    self, container_grpc_port, Container, Kubernetes, Layout, CONTAINER_ADMIN_PORT,
+};
 use crate::generate::{self, to_yaml, File};
 use crate::runfile::{AppPlan, Plan};
 
@@ -478,6 +480,10 @@ fn deployment(
     let (http, inbound, metrics) = Kubernetes::ports(app);
     let mut env = app.app_env();
     env.insert("DAPR_HTTP_PORT".into(), http.to_string());
+    env.insert(
+        "DAPR_GRPC_PORT".into(),
+        container_grpc_port(app).to_string(),
+    );
     let tokens = crate::envoy::sidecar_env(app);
     let env: Vec<core::EnvVar> = env
         .into_iter()
@@ -931,7 +937,7 @@ mod tests {
         let opts = options(&s, b"");
         let b = sidecar::bootstrap(&s.plan, &s.plan.apps[0], &opts.layout).unwrap();
         let v = serde_json::to_value(&b).unwrap();
-        let metrics = &v["static_resources"]["listeners"][2];
+        let metrics = &v["static_resources"]["listeners"][3];
         assert_eq!(
             metrics["address"]["socket_address"],
             serde_json::json!({"address": "0.0.0.0", "port_value": 9090})

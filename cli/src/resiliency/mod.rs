@@ -60,6 +60,8 @@ pub struct Retry {
     pub max_interval: Duration,
     /// Status codes to retry; empty: every 5xx.
     pub status_codes: Vec<u16>,
+    /// gRPC status codes to retry (`matching.gRPCStatusCodes`); empty: every failure.
+    pub grpc_codes: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -414,16 +416,28 @@ fn retry(
         },
     };
     let mut codes = Vec::new();
+    let mut grpc_codes = Vec::new();
     if let Some(m) = &spec.matching {
         if let Some(v) = &m.http_status_codes {
             codes = status_codes(&v.value.0).map_err(|e| err(v, "matching.httpStatusCodes", e))?;
         }
         if let Some(v) = &m.grpc_status_codes {
-            warnings.push(format!(
-                "{}: {} has no effect: gRPC calls are not proxied yet; ignored",
-                at(file, line_of(v)),
-                key("matching.gRPCStatusCodes")
-            ));
+            grpc_codes =
+                grpc_status_codes(&v.value.0).map_err(|e| err(v, "matching.gRPCStatusCodes", e))?;
+            let unsupported: Vec<String> = grpc_codes
+                .iter()
+                .filter(|c| !GRPC_RETRIABLE.contains(c))
+                .map(u8::to_string)
+                .collect();
+            if !unsupported.is_empty() {
+                warnings.push(format!(
+                    "{}: {}: Envoy retries gRPC calls on the codes {} only; {} are not retried",
+                    at(file, line_of(v)),
+                    key("matching.gRPCStatusCodes"),
+                    GRPC_RETRIABLE.map(|c| c.to_string()).join(", "),
+                    unsupported.join(", ")
+                ));
+            }
         }
     }
     Ok((
@@ -433,6 +447,7 @@ fn retry(
             base_interval,
             max_interval: max_interval.max(base_interval),
             status_codes: codes,
+            grpc_codes,
         },
         forever,
     ))
@@ -495,6 +510,33 @@ fn trip_threshold(trip: &str) -> Result<u32, String> {
         return Err(format!("{trip:?} would keep the breaker open"));
     }
     Ok(n)
+}
+
+/// The gRPC status codes Envoy can retry on (its `retry_on` gRPC conditions): CANCELLED,
+/// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE.
+pub const GRPC_RETRIABLE: [u8; 5] = [1, 4, 8, 13, 14];
+
+/// Dapr's `matching.gRPCStatusCodes`: "1,2,5-7", codes 0 to 16.
+fn grpc_status_codes(spec: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let code = |s: &str| -> Result<u8, String> {
+            s.trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|c| *c <= 16)
+                .ok_or_else(|| format!("{part:?} is not a gRPC status code or range within 0-16"))
+        };
+        let (lo, hi) = (code(lo)?, code(hi)?);
+        if lo > hi {
+            return Err(format!("{part:?} is an empty range"));
+        }
+        out.extend(lo..=hi);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }
 
 /// Dapr's `matching.httpStatusCodes`: "429,500-599".
@@ -804,7 +846,7 @@ spec:
 spec:
   policies:
     retries:
-      r: {matching: {gRPCStatusCodes: \"14\"}, maxRetries: 1}
+      r: {matching: {gRPCStatusCodes: \"2,14\"}, maxRetries: 1}
   targets:
     apps:
       a: {retry: r, circuitBreakerCacheSize: 10}
@@ -818,7 +860,7 @@ spec:
             .map(|w| w.rsplit('/').next().unwrap_or(w))
             .collect();
         assert_eq!(w, [
-            "resiliency.yaml:5: spec.policies.retries.r.matching.gRPCStatusCodes has no effect: gRPC calls are not proxied yet; ignored",
+            "resiliency.yaml:5: spec.policies.retries.r.matching.gRPCStatusCodes: Envoy retries gRPC calls on the codes 1, 4, 8, 13, 14 only; 2 are not retried",
             "resiliency.yaml:8: spec.targets.apps.a.circuitBreakerCacheSize has no effect on Envoy sidecars (one breaker per target app, not per method); ignored",
             "resiliency.yaml:10: spec.targets.actors has no effect on Envoy sidecars; ignored",
         ]);

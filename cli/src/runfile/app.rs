@@ -131,12 +131,14 @@ pub fn read(
         http: port(&m.dapr_http_port),
         inbound: port(&m.dapr_internal_grpc_port),
         metrics: port(&m.metrics_port),
+        grpc: port(&m.dapr_grpc_port),
     };
     let explicit = [
         ("appPort", &m.app_port),
         ("daprHTTPPort", &m.dapr_http_port),
         ("daprInternalGRPCPort", &m.dapr_internal_grpc_port),
         ("metricsPort", &m.metrics_port),
+        ("daprGRPCPort", &m.dapr_grpc_port),
     ]
     .into_iter()
     .filter_map(|(key, p)| {
@@ -343,6 +345,7 @@ pub fn read(
             inbound_port: 0,
             metrics_port: 0,
             admin_port: 0,
+            grpc_port: 0,
             requested,
             envoy_log_level,
             app_log,

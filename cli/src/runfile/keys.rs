@@ -45,7 +45,7 @@ pub struct Settings {
     pub container_image_pull_policy: Option<Spanned<Plain>>,
     pub create_service: Ignored,
     #[serde(rename = "daprGRPCPort")]
-    pub dapr_grpc_port: Ignored,
+    pub dapr_grpc_port: Option<Spanned<Port>>,
     pub profile_port: Ignored,
     pub unix_domain_socket: Ignored,
     pub app_channel_address: Ignored,
@@ -123,7 +123,6 @@ impl Settings {
     pub fn ignored(&self) -> Vec<(&'static str, Option<usize>)> {
         [
             ("createService", &self.create_service),
-            ("daprGRPCPort", &self.dapr_grpc_port),
             ("profilePort", &self.profile_port),
             ("unixDomainSocket", &self.unix_domain_socket),
             ("appChannelAddress", &self.app_channel_address),
@@ -324,6 +323,7 @@ mod tests {
                 | "daprHTTPPort"
                 | "daprInternalGRPCPort"
                 | "metricsPort"
+                | "daprGRPCPort"
                 | "appMaxConcurrency"
                 | "appHealthProbeInterval"
                 | "appHealthProbeTimeout"
@@ -338,7 +338,7 @@ mod tests {
         let app_only: Vec<&str> = s.app_only().iter().map(|(k, _)| *k).collect();
         let ignored: Vec<&str> = s.ignored().iter().map(|(k, _)| *k).collect();
         assert_eq!(app_only.len(), 14);
-        assert_eq!(ignored.len(), 15);
+        assert_eq!(ignored.len(), 14);
         for k in app_only.iter().chain(&ignored) {
             assert!(keys.contains(k), "{k} is not a key of Settings");
         }

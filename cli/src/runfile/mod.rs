@@ -56,6 +56,11 @@ impl AppProtocol {
         )
     }
 
+    /// Whether the app serves gRPC (its callers are checked by full method name).
+    pub fn grpc(self) -> bool {
+        matches!(self, AppProtocol::Grpc | AppProtocol::Grpcs)
+    }
+
     /// Whether the sidecar reaches the app over TLS.
     pub fn tls(self) -> bool {
         matches!(self, AppProtocol::Https | AppProtocol::Grpcs)
@@ -99,6 +104,8 @@ pub struct RequestedPorts {
     pub inbound: Option<u16>,
     /// `metricsPort`: the metrics listener.
     pub metrics: Option<u16>,
+    /// `daprGRPCPort`.
+    pub grpc: Option<u16>,
 }
 
 /// One app, with everything decided.
@@ -120,6 +127,9 @@ pub struct AppPlan {
     pub metrics_port: u16,
     /// Envoy's admin interface, on loopback (whoever reaches it can stop Envoy).
     pub admin_port: u16,
+    /// The gRPC listener: what the app's gRPC clients call (`DAPR_GRPC_PORT`), Dapr's gRPC
+    /// proxying.
+    pub grpc_port: u16,
     /// The ports the run file itself sets; the three above are these, or ones found free.
     pub requested: RequestedPorts,
     /// Envoy's log level, from Dapr's `logLevel`.
@@ -165,6 +175,7 @@ impl AppPlan {
             env.insert("APP_PORT".to_string(), port.to_string());
         }
         env.insert("DAPR_HTTP_PORT".to_string(), self.http_port.to_string());
+        env.insert("DAPR_GRPC_PORT".to_string(), self.grpc_port.to_string());
         env.insert("APP_PROTOCOL".to_string(), self.protocol.name().to_string());
         env.extend(self.env.clone());
         env
@@ -670,8 +681,10 @@ apps:
         let plan = parse_str(text, &mut fake()).unwrap();
         assert_eq!(plan.warnings, [
             "dapr.yaml:6: apps[0].enableProfiling is a daprd setting with no effect on Envoy sidecars; ignored",
-            "dapr.yaml:7: apps[0].daprGRPCPort is a daprd setting with no effect on Envoy sidecars; ignored",
         ]);
+        // The gRPC port is Dapr's gRPC API port, given to the app.
+        assert_eq!(plan.apps[0].grpc_port, 50001);
+        assert_eq!(plan.apps[0].app_env()["DAPR_GRPC_PORT"], "50001");
     }
 
     #[test]
