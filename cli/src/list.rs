@@ -69,6 +69,11 @@ pub fn publish(state: &State) -> Result<(), String> {
     let registry = registry();
     std::fs::create_dir_all(&registry)
         .map_err(|e| format!("cannot create {}: {e}", registry.display()))?;
+    // Under a shared /tmp, only this user reads where its runs are.
+    if let Some(own) = registry.parent() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(own, std::fs::Permissions::from_mode(0o700));
+    }
     write_atomic(&registry.join(state.pid.to_string()), &state.run_dir)
 }
 
