@@ -164,6 +164,65 @@ def two_sidecars(upstream_port: int) -> tuple[dict, dict, int, int]:
     return a, b, harness.listen_port(a, "outbound"), harness.listen_port(a, "grpc")
 
 
+def with_target_route(cfg: dict, stats: bool) -> dict:
+    """The dapr-header sidecar with the route a generated sidecar has for its target app (matched
+    on the cluster header), with its per-call stats (`stat_prefix`, Dapr's latency buckets: what
+    `dapr_runtime_service_invocation_*` are made of) or without them."""
+    cfg = copy.deepcopy(cfg)
+    route = {"match": {"prefix": "/", "headers": [
+        {"name": "x-dapr-cluster", "string_match": {"exact": TARGET}}]},
+        "route": {"cluster": TARGET, "timeout": "0s"}, "request_headers_to_remove": ["x-dapr-cluster"]}
+    if stats:
+        route["stat_prefix"] = TARGET
+    else:
+        cfg.pop("stats_config", None)
+    harness.hcm(cfg, "outbound")["route_config"]["virtual_hosts"][0]["routes"].insert(0, route)
+    return cfg
+
+
+def without_call_stats(cfg: dict) -> dict:
+    """A shipped sidecar without its per-call stats: no route `stat_prefix`, no virtual clusters,
+    no stats_config (the metrics listener stays; it costs nothing until scraped)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.pop("stats_config", None)
+    for lst in cfg["static_resources"]["listeners"]:
+        for vh in lst["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]:
+            vh.pop("virtual_clusters", None)
+            for r in vh["routes"]:
+                r.pop("stat_prefix", None)
+    return cfg
+
+
+def metrics_cost(by_key: dict) -> dict:
+    """What the per-call stats cost, per protocol: the median over rounds of (CPU with them -
+    CPU without them), and that as a share of the filter's own cost in the same round
+    (`metrics-off` - `native`; twice that for the two sidecars, where the filter runs twice)."""
+    out = {}
+    for proto in ("h1", "h2"):
+        base = by_key.get(f"native/{proto}/GET")
+        for name, on_key, off_key, filters in (
+                ("caller sidecar", f"metrics-on/{proto}/GET", f"metrics-off/{proto}/GET", 1),
+                ("two sidecars", f"two-sidecars/{proto}/GET", f"two-sidecars-metrics-off/{proto}/GET", 2)):
+            on, off = by_key.get(on_key), by_key.get(off_key)
+            one_off = by_key.get(f"metrics-off/{proto}/GET")
+            if not (on and off and one_off and base):
+                continue
+            deltas, shares = [], []
+            for a, b, f, n in zip(on.rounds, off.rounds, one_off.rounds, base.rounds):
+                delta = a["cpu_us_per_req"] - b["cpu_us_per_req"]
+                filter_cost = filters * (f["cpu_us_per_req"] - n["cpu_us_per_req"])
+                deltas.append(delta)
+                if filter_cost > 0:
+                    shares.append(delta / filter_cost)
+            out[f"{name} {proto}"] = {
+                "delta_us": statistics.median(deltas),
+                "filter_us": statistics.median(filters * (f["cpu_us_per_req"] - n["cpu_us_per_req"])
+                                               for f, n in zip(one_off.rounds, base.rounds)),
+                "share": statistics.median(shares) if shares else None,
+                "rounds": [round(d, 3) for d in deltas]}
+    return out
+
+
 def upstream_config() -> tuple[dict, int]:
     import yaml
     cfg = yaml.safe_load((BENCH / "upstream.yaml").read_text())
@@ -297,7 +356,7 @@ def fmt(v, spec=".1f", suffix=""):
     return "—" if v is None else f"{v:{spec}}{suffix}"
 
 
-def markdown(rows: list[dict], growth: list[dict], meta: dict) -> str:
+def markdown(rows: list[dict], growth: list[dict], meta: dict, metrics: dict | None = None) -> str:
     out = [f"Machine: {meta['cpu']}, {meta['cores']} cores; Envoy {meta['envoy']}; "
            f"{meta['date']}; {meta['rounds']} rounds of {meta['n_small']} requests "
            f"({meta['n_large']} for 1 MiB) per cell, {CONNECTIONS} connections; "
@@ -336,10 +395,21 @@ def markdown(rows: list[dict], growth: list[dict], meta: dict) -> str:
             f"{fmt(g['cpu_over_native_same_h1'], '.2f')} | {fmt(g['cpu_over_native_same_h2'], '.2f')} | "
             f"{fmt(g['p99_over_native_same_h1'], '.2f')} | {fmt(g['p99_over_native_same_h2'], '.2f')} | "
             f"{g['rss_mib']:.1f} | {fmt(g['wasm_mib'], '.2f')} |")
+    if metrics:
+        out += ["", "Dapr's metrics (per-call stats): CPU with them minus without them, per request "
+                "(median over rounds), and as a share of the filter's own cost in the same round "
+                "(`metrics-off` − `native`, twice that for two sidecars).", "",
+                "| path | proto | metrics µs/req | filter µs/req | share |", "|---|---|---:|---:|---:|"]
+        for key, m in metrics.items():
+            path, proto = key.rsplit(" ", 1)
+            out.append(f"| {path} | {proto} | {m['delta_us']:+.2f} | {m['filter_us']:.2f} | "
+                       f"{fmt(None if m['share'] is None else 100 * m['share'], '+.1f', ' %')} |")
     return "\n".join(out) + "\n"
 
 
 def plot(growth: list[dict], path: Path) -> None:
+    if not growth:  # BENCH_ONLY left the growth cells out
+        return
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -444,7 +514,19 @@ def main() -> int:
         a, b, two_port, two_grpc_port = two_sidecars(up_port)
         callee = start(b, "order-processor-sidecar")
         caller = start(a, "checkout-sidecar")
+        # The same two sidecars without their per-call stats (Dapr's metrics), on ports of their own.
+        ports = {p: harness.free_port() for p in harness.shipped_ports(a) | harness.shipped_ports(b)}
+        ports[up_port] = up_port
+        a_off, b_off = (harness.remap_ports(without_call_stats(c), ports) for c in (a, b))
+        callee_off = start(b_off, "order-processor-sidecar-metrics-off")
+        caller_off = start(a_off, "checkout-sidecar-metrics-off")
+        two_off_port = harness.listen_port(a_off, "outbound")
         dapr_env, dapr_port, _ = dapr[10]
+        on_cfg = with_target_route(checkout(up_port, plugin_config(10))[0], True)
+        off_cfg = with_target_route(checkout(up_port, plugin_config(10))[0], False)
+        metrics_on_env, metrics_off_env = start(on_cfg, "metrics-on"), start(off_cfg, "metrics-off")
+        metrics_on_port = harness.listen_port(on_cfg, "outbound")
+        metrics_off_port = harness.listen_port(off_cfg, "outbound")
         if CANDIDATE:
             cfg, cand_port = checkout(up_port, plugin_config(10), Path(CANDIDATE).resolve())
             cand_env = start(cfg, "candidate")
@@ -462,6 +544,9 @@ def main() -> int:
                 Cell("dapr-url", proto, "", dapr_port, [dapr_env],
                      path=f"/v1.0/invoke/{TARGET}/method/orders"),
                 Cell("two-sidecars", proto, "", two_port, [caller, callee]),
+                Cell("two-sidecars-metrics-off", proto, "", two_off_port, [caller_off, callee_off]),
+                Cell("metrics-on", proto, "", metrics_on_port, [metrics_on_env]),
+                Cell("metrics-off", proto, "", metrics_off_port, [metrics_off_env]),
             ]
             if CANDIDATE:
                 cells += [Cell(f"{CANDIDATE_NAME}-header", proto, "", cand_port, [cand_env]),
@@ -567,13 +652,15 @@ def main() -> int:
                 "noop_stripped_kib": NOOP_STRIPPED.stat().st_size / 1024,
                 "bare_ready_s": bare.ready_seconds,
                 "upstream_rss_mib": upstream.rss_bytes() / 2**20}
-        table = markdown(rows, growth, meta)
+        metrics = metrics_cost(by_key)
+        table = markdown(rows, growth, meta, metrics)
         for r in rows:
             r.pop("latencies_us", None)
         raw = {c.key: [{k: v for k, v in r.items() if k != "latencies_us"} for r in c.rounds]
                for c in cells}
         (RESULTS / "results.json").write_text(json.dumps(
-            {"meta": meta, "rows": rows, "growth": growth, "rounds": raw}, indent=1))
+            {"meta": meta, "rows": rows, "growth": growth, "metrics_cost": metrics, "rounds": raw},
+            indent=1))
         (RESULTS / "results.md").write_text(table)
         if len(growth) > 1:  # BENCH_ONLY may leave no growth cells
             plot(growth, RESULTS / "growth.png")

@@ -9,7 +9,8 @@
 //! The modules split along one line: [`schema`] (the plugin configuration's typed form) and
 //! [`config`] (its validation into lookup tables), [`names`], [`ids`], [`codec`], [`route`] (the
 //! outbound decision), [`sidecar`] (the metadata answer), [`inbound`] and [`acl`] (the callee's
-//! decision and Dapr's access control), and [`error`] are pure logic with no host calls;
+//! decision and Dapr's access control), [`metrics`] (the names of the filter's counters) and
+//! [`error`] are pure logic with no host calls;
 //! [`filter`] reads a request through its `Host` trait, asks them, and applies the answer. All
 //! of it is tested on the host. Only the proxy-wasm contexts and the real `Host`
 //! (`filter::wasm`) exist in the `.wasm` build alone.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod filter;
 pub mod ids;
 pub mod inbound;
+pub mod metrics;
 pub mod names;
 pub mod route;
 pub mod schema;

@@ -140,6 +140,8 @@ def cluster_port(cfg: dict, name: str) -> int:
 
 # The cluster of a sidecar's own app, in every generated config.
 APP_CLUSTER = "local-app"
+# The cluster the metrics listener reaches Envoy's admin interface through.
+ADMIN_CLUSTER = "envoy-admin"
 
 
 def hcm(cfg: dict, listener_name: str) -> dict:
@@ -194,11 +196,14 @@ def plain(cluster: dict) -> dict:
 
 
 def replace_clusters(cfg: dict, clusters: list[dict]) -> dict:
-    """`cfg` with these clusters instead of its own, and without the outbound and gRPC routes that
-    name a cluster it no longer has (the route that routes on the cluster header stays)."""
+    """`cfg` with these clusters instead of its own (the admin cluster kept), and without the
+    outbound and gRPC routes that name a cluster it no longer has (the route that routes on the
+    cluster header stays)."""
     cfg = copy.deepcopy(cfg)
-    cfg["static_resources"]["clusters"] = clusters
     names = {c["name"] for c in clusters}
+    # The metrics listener's way to the admin interface is the sidecar's own, not an upstream's.
+    kept = [c for c in cfg["static_resources"]["clusters"] if c["name"] == ADMIN_CLUSTER and c["name"] not in names]
+    cfg["static_resources"]["clusters"] = clusters + kept
     for name in ("outbound", "grpc"):
         if not any(l["name"] == name for l in cfg["static_resources"]["listeners"]):
             continue

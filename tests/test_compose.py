@@ -60,3 +60,101 @@ def test_the_sidecars_run_as_the_images_own_user(compose):
     uid = re.search(r"^Uid:\s+(\d+)\s+(\d+)", status, re.M)
     assert uid and uid.groups() == ("101", "101"), status
     assert "101 400" in status, status
+
+
+def test_compose_up_with_traces_and_metrics(compose, tmp_path):
+    """A run file whose Configurations trace to a Zipkin collector by its service name: `dapr-envoy
+    compose` carries the tracing into both sidecars' configs, a collector service (the plain app
+    image with a standard-library receiver, tests/apps/zipkin_collector.py) receives one CLIENT and
+    one SERVER span per order, linked, and each sidecar's metrics port (9090) serves Dapr's
+    metrics to the other containers, with the counts of the 10 orders."""
+    import json
+    import shutil
+
+    import yaml
+    from prometheus_client.parser import text_string_to_metric_families
+
+    harness.require_wasm()
+    for app in ("checkout", "order-processor"):
+        shutil.copytree(harness.ROOT / "samples" / app, tmp_path / app)
+    shutil.copy(harness.WASM, tmp_path / "dapr_invoke.wasm")
+    (tmp_path / "collector").mkdir()
+    shutil.copy(harness.ROOT / "tests" / "apps" / "zipkin_collector.py", tmp_path / "collector")
+    (tmp_path / "out").mkdir()
+    tracing = '  tracing:\n    samplingRate: "1"\n    zipkin:\n      endpointAddress: http://collector:9411/api/v2/spans\n'
+    acl = (harness.ROOT / "samples" / "config.yaml").read_text()
+    (tmp_path / "order-processor.yaml").write_text(acl.rstrip("\n") + "\n" + tracing)
+    (tmp_path / "checkout.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: checkout\nspec:\n" + tracing)
+    (tmp_path / "dapr.yaml").write_text("""\
+version: 1
+apps:
+  - appID: order-processor
+    appDirPath: ./order-processor/
+    appPort: 6001
+    configFilePath: ./order-processor.yaml
+    command: ["python3", "app.py"]
+  - appID: checkout
+    appDirPath: ./checkout/
+    configFilePath: ./checkout.yaml
+    command: ["python3", "app.py"]
+    env:
+      ORDER_INTERVAL_SECONDS: "0"
+""")
+    subprocess.run([str(harness.RUNNER), "compose", "-f", str(tmp_path / "dapr.yaml"),
+                    "--wasm", str(tmp_path / "dapr_invoke.wasm")], check=True, capture_output=True)
+    compose_file = tmp_path / "docker-compose.yaml"
+    spec = yaml.safe_load(compose_file.read_text())
+    for app in ("checkout", "order-processor"):
+        sidecar = yaml.safe_load((tmp_path / "envoy-compose" / f"{app}.yaml").read_text())
+        hcm = sidecar["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        assert hcm["tracing"]["provider"]["name"] == "envoy.tracers.zipkin", app
+    # The collector: the app image, on the project's network under the name the configs give.
+    spec["services"]["collector"] = {
+        "image": "${APP_IMAGE:-python:3.11-slim}",
+        "command": ["python3", "/collector/zipkin_collector.py", "/out/spans.jsonl"],
+        "volumes": ["./collector:/collector:ro", "./out:/out"]}
+    compose_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+    compose(tmp_path, compose_file, "up", "--detach", "--no-color")
+    checkout = compose(tmp_path, compose_file, "ps", "-q", "checkout").stdout.strip()
+    assert docker_wait(checkout) == 0, compose(tmp_path, compose_file, "logs", "--no-color", check=False).stdout
+
+    def scrape(sidecar: str) -> dict:
+        text = compose(tmp_path, compose_file, "exec", "-T", "collector", "python3", "-c",
+                       f"import urllib.request; print(urllib.request.urlopen("
+                       f"'http://{sidecar}:9090/stats/prometheus').read().decode())").stdout
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples}
+
+    sent = scrape("checkout-dapr")
+    assert sent[("dapr_runtime_service_invocation_req_sent_total",
+                 (("app_id", "checkout"), ("dst_app_id", "order-processor"), ("type", "unary")))] == 10
+    received = scrape("order-processor-dapr")
+    assert received[("dapr_runtime_service_invocation_res_sent_total",
+                     (("app_id", "order-processor"), ("dst_app_id", "checkout"), ("status", "200")))] == 10
+    assert received[("dapr_runtime_acl_app_policy_action_allowed_total",
+                     (("app_id", "checkout"), ("namespace", "default"), ("trustDomain", "public")))] == 10
+
+    deadline = time.monotonic() + 20
+    while True:  # Envoy sends spans every 5 s
+        path = tmp_path / "out" / "spans.jsonl"
+        spans = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+        if len(spans) >= 20:
+            break
+        assert time.monotonic() < deadline, spans
+        time.sleep(1)
+    clients = {s["traceId"]: s for s in spans if s["kind"] == "CLIENT"}
+    servers = {s["traceId"]: s for s in spans if s["kind"] == "SERVER"}
+    assert len(clients) == len(servers) == 10 and clients.keys() == servers.keys()
+    for trace, client in clients.items():
+        server = servers[trace]
+        assert (client["localEndpoint"]["serviceName"], client["name"]) == ("checkout", "CallLocal/order-processor/orders")
+        assert (server["localEndpoint"]["serviceName"], server["name"]) == \
+            ("order-processor", "CallLocal/order-processor/orders")
+        assert server["parentId"] == client["id"]
+
+
+def docker_wait(container: str) -> int:
+    return int(subprocess.run(["docker", "wait", container], capture_output=True, text=True, timeout=300,
+                              check=True).stdout.strip())

@@ -462,3 +462,29 @@ def test_the_grpc_sample_delivers_every_order(tmp_path):
         assert f'== APP - checkout == Order passed: {{"orderId": {i}}}' in lines, run.out
         assert f'== APP - order-processor == Order received: {{"orderId": {i}}} from checkout' in lines, run.out
     harness.assert_nothing_left(run.marker)
+
+
+def test_dapr_metrics_count_grpc_calls_by_target_and_kind(mesh):
+    """The caller's metrics port counts gRPC calls as daprd's proxy does: requests sent per target
+    app, `type` unary or streaming (a call marked `dapr-stream`), responses by status."""
+    import re
+
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = int(re.search(r'sidecar of "caller" ready: .*? metrics (\d+),', mesh.run.err).group(1))
+
+    def sent() -> dict[str, float]:
+        text = requests.get(f"http://127.0.0.1:{port}/stats/prometheus", timeout=5).text
+        return {s.labels["type"]: s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "dapr_runtime_service_invocation_req_sent_total"
+                and s.labels["dst_app_id"] == "echo"}
+
+    before = sent()
+    for _ in range(3):
+        mesh.stub.Unary(protos.Msg(text="m"), metadata=meta("echo"))
+    assert len(list(mesh.stub.ServerStream(protos.Msg(text="s", count=2),
+                                           metadata=meta("echo", ("dapr-stream", "true"))))) == 2
+    after = sent()
+    assert after["unary"] - before["unary"] == 3
+    assert after["streaming"] - before["streaming"] == 1

@@ -100,7 +100,7 @@ pub fn compose(plan: &Plan, paths: &Paths<'_>) -> Result<ComposeFile, String> {
 
 fn sidecar_of(app: &AppPlan, paths: &Paths<'_>) -> Service {
     let id = &app.app_id;
-    let (_, _, admin) = Container::ports(app);
+    let admin = crate::envoy::layout::CONTAINER_ADMIN_PORT;
     // Copy the key and certificates where the envoy user can read them, then drop to it.
     let copy = format!(
         "install -d -o envoy -g envoy -m 0700 {certs} && \

@@ -7,10 +7,12 @@ mod dapr_config;
 mod envoy;
 mod generate;
 mod kubernetes;
+mod list;
 mod locate;
 mod resiliency;
 mod runfile;
 mod supervise;
+mod tracing;
 mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -144,6 +146,22 @@ enum Cmd {
         #[arg(long, value_name = "IMAGE", default_value_t = format!("envoyproxy/envoy:v{}", compose::ENVOY_VERSION))]
         envoy_image: String,
     },
+    /// List the apps of the runs going on on this machine, as `dapr list`: ports, pids, age,
+    /// and live request rates and error counts from their sidecars
+    List {
+        /// Only the run of this run file (or directory holding dapr.yaml)
+        #[arg(short = 'f', long = "run-file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Only the run using this run directory
+        #[arg(long, value_name = "DIR")]
+        run_dir: Option<PathBuf>,
+        /// Output format: table or json
+        #[arg(short = 'o', long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+        /// Seconds over which request rates are measured (0: no rates)
+        #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+        interval: f64,
+    },
     /// Started by `run`: stops the run's processes if the runner dies without doing so
     #[command(name = "guard", hide = true)]
     Guard,
@@ -249,6 +267,8 @@ fn real_main(cli: Cli) -> Result<i32, String> {
                 envoy: locate::envoy(envoy.as_deref())?,
                 wasm: locate::wasm(wasm.as_deref())?,
                 run_dir,
+                run_file: std::fs::canonicalize(run_file(&file))
+                    .unwrap_or_else(|_| run_file(&file)),
                 exit_with,
                 app_port_timeout: Duration::from_secs(app_port_timeout),
                 sidecar_restarts,
@@ -387,6 +407,31 @@ fn real_main(cli: Cli) -> Result<i32, String> {
             kubernetes::write_private(&output.secrets)?;
             for f in output.files.iter().chain(&output.secrets) {
                 println!("{}", f.path.display());
+            }
+            Ok(0)
+        }
+        Cmd::List {
+            file,
+            run_dir,
+            output,
+            interval,
+        } => {
+            let interval = Duration::try_from_secs_f64(interval)
+                .map_err(|_| format!("--interval {interval}: not a number of seconds"))?;
+            let dir =
+                run_dir.or_else(|| file.as_deref().and_then(|f| default_run_dir(&run_file(f))));
+            let runs = match dir {
+                Some(dir) => list::live_state(&dir).into_iter().collect(),
+                None => list::live_runs(),
+            };
+            let rows = list::rows(&runs, interval, std::time::SystemTime::now());
+            if output == "json" {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", list::table(&rows));
             }
             Ok(0)
         }

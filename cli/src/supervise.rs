@@ -68,6 +68,8 @@ pub struct Options {
     pub envoy: PathBuf,
     pub wasm: PathBuf,
     pub run_dir: PathBuf,
+    /// The run file, as `dapr-envoy list` shows it.
+    pub run_file: PathBuf,
     /// Stop everything once this app exits, with its exit code.
     pub exit_with: Option<String>,
     /// How long to wait for an app's port before starting the apps without one.
@@ -160,6 +162,8 @@ enum End {
 struct Runner<'a> {
     plan: &'a Plan,
     opts: &'a Options,
+    /// When the run started, in seconds since the epoch (for `dapr-envoy list`).
+    started: u64,
     procs: Vec<Proc>,
     signals: Receiver<i32>,
     out: Arc<Mutex<std::io::Stdout>>,
@@ -231,6 +235,9 @@ pub fn run(plan: &Plan, opts: &Options) -> Result<i32, String> {
     let mut runner = Runner {
         plan,
         opts,
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         procs: Vec::new(),
         signals,
         out: Arc::new(Mutex::new(std::io::stdout())),
@@ -240,6 +247,7 @@ pub fn run(plan: &Plan, opts: &Options) -> Result<i32, String> {
         logs,
     };
     let end = runner.start_and_watch();
+    crate::list::withdraw(&opts.run_dir, std::process::id());
     runner.stop_all();
     if let Some(guard) = runner.guard.take() {
         guard.release();
@@ -340,12 +348,13 @@ impl Runner<'_> {
                 });
             }
             say(&format!(
-                "sidecar of {:?} ready: DAPR_HTTP_PORT {}, DAPR_GRPC_PORT {}, inbound {}, admin {} \
-                 (log: {})",
+                "sidecar of {:?} ready: DAPR_HTTP_PORT {}, DAPR_GRPC_PORT {}, inbound {}, metrics {}, \
+                 admin {} (log: {})",
                 app.app_id,
                 app.http_port,
                 app.grpc_port,
                 app.inbound_port,
+                app.metrics_port,
                 app.admin_port,
                 envoy_log(logs, app).display()
             ));
@@ -357,6 +366,8 @@ impl Runner<'_> {
                 p.ready_once = true;
             }
         }
+
+        self.publish();
 
         // Apps that receive calls first, and their ports open, before the callers start.
         let (servers, clients): (Vec<usize>, Vec<usize>) = (0..self.plan.apps.len())
@@ -403,9 +414,54 @@ impl Runner<'_> {
                 return End::Failed(why);
             }
         }
+        self.publish();
         match self.wait_until(|_| false, Duration::MAX) {
             Some(Some(end)) => end,
             _ => End::Failed("supervision ended unexpectedly".into()),
+        }
+    }
+
+    /// Tells `dapr-envoy list` about the run: its apps, ports, pids and logs.
+    fn publish(&self) {
+        let logs = self.logs.as_path();
+        let pid_of = |kind: Kind, i: usize| {
+            self.procs
+                .iter()
+                .find(|p| p.kind == kind && p.app == i)
+                .map(|p| p.child.id())
+        };
+        let state = crate::list::State {
+            pid: std::process::id(),
+            started: self.started,
+            run_file: self.opts.run_file.display().to_string(),
+            run_dir: self.opts.run_dir.display().to_string(),
+            apps: self
+                .plan
+                .apps
+                .iter()
+                .enumerate()
+                .map(|(i, app)| crate::list::AppState {
+                    app_id: app.app_id.clone(),
+                    http_port: app.http_port,
+                    inbound_port: app.inbound_port,
+                    app_port: app.app_port,
+                    metrics_port: app.metrics_port,
+                    admin_port: app.admin_port,
+                    command: app.command.join(" "),
+                    envoy_pid: pid_of(Kind::Envoy, i),
+                    app_pid: pid_of(Kind::App, i),
+                    app_log: logs
+                        .join(format!("{}.app.log", app.app_id))
+                        .display()
+                        .to_string(),
+                    envoy_log: envoy_log(logs, app).display().to_string(),
+                })
+                .collect(),
+        };
+        if let Err(e) = crate::list::publish(&state) {
+            say(&format!(
+                "warning: dapr-envoy list will not show this run: {e}"
+            ));
         }
     }
 
@@ -516,6 +572,7 @@ impl Runner<'_> {
     /// Starts the dead sidecars whose restart is due, and says when a restarted one is ready.
     fn restart_sidecars(&mut self) -> Option<End> {
         let now = Instant::now();
+        let mut restarted = false;
         for k in 0..self.procs.len() {
             let Some(p) = self.procs.get(k) else { continue };
             let (i, due) = (p.app, p.restart_at.is_some_and(|t| t <= now));
@@ -539,6 +596,7 @@ impl Runner<'_> {
                     p.restart_at = None;
                     p.awaiting_ready = true;
                 }
+                restarted = true;
             } else if p.awaiting_ready && p.done.is_none() && envoy_ready(app.admin_port) {
                 say(&format!(
                     "sidecar of {:?} ready again after {:.1} s",
@@ -549,6 +607,10 @@ impl Runner<'_> {
                     p.awaiting_ready = false;
                 }
             }
+        }
+        if restarted {
+            // dapr-envoy list shows the new sidecar's pid.
+            self.publish();
         }
         None
     }

@@ -20,3 +20,7 @@ pub mod resiliency;
 /// Go durations (`resiliency::duration` keeps its `timeout` private to the module).
 #[path = "../../cli/src/resiliency/duration.rs"]
 pub mod go_duration;
+
+/// The Configuration's `spec.tracing` reader, which `dapr_config` calls.
+#[path = "../../cli/src/tracing.rs"]
+pub mod tracing;

@@ -358,14 +358,17 @@ fn outbound(o: &Outbound, req: &FilterRequest, host: &FakeHost, next: Next, body
     // The body: without a length, counted as it passes; never more than the limit gets through.
     let (Some(max), None) = (o.max_body, length) else {
         for size in &req.body {
-            assert_eq!(on_request_body(host, 7, body, *size), Next::Continue);
+            assert_eq!(
+                on_request_body(host, 7, Some(&o.config), body, *size),
+                Next::Continue
+            );
         }
         return;
     };
     let mut passed: u64 = 0;
     for size in &req.body {
         let before = host.replies().len();
-        match on_request_body(host, 7, body, *size) {
+        match on_request_body(host, 7, Some(&o.config), body, *size) {
             Next::Continue => {
                 passed += *size as u64;
                 assert!(

@@ -139,6 +139,16 @@ impl AccessControl {
     }
 
     /// Decides whether `caller` may call `method` on `path` (the raw `:path`, query included).
+    /// Whether `caller` has a policy of its own (its app id, namespace and trust domain), which
+    /// then decides its calls; otherwise the global default action does (Dapr's metrics tell the
+    /// two apart).
+    pub fn has_policy(&self, caller: &Caller<'_>) -> bool {
+        self.policies
+            .get(caller.namespace)
+            .and_then(|apps| apps.get(caller.app_id))
+            .is_some_and(|p| p.trust_domain.eq_ignore_ascii_case(caller.trust_domain))
+    }
+
     pub fn check(&self, caller: &Caller<'_>, method: &str, path: &str) -> Verdict {
         self.check_call(caller, Some(method), path)
     }

@@ -40,6 +40,8 @@ pub struct FakeHost {
     logs: RefCell<Vec<(Level, String)>>,
     /// Host calls made, log lines not counted (they cost one only when Envoy logs the level).
     calls: Cell<usize>,
+    /// The filter's counters, by name, as incremented.
+    counters: RefCell<Vec<String>>,
 }
 
 impl FakeHost {
@@ -114,6 +116,11 @@ impl FakeHost {
         self.logs.borrow().clone()
     }
 
+    /// The counters incremented, in order.
+    pub fn counted(&self) -> Vec<String> {
+        self.counters.borrow().clone()
+    }
+
     pub fn host_calls(&self) -> usize {
         self.calls.get()
     }
@@ -183,5 +190,11 @@ impl Host for FakeHost {
 
     fn log(&self, level: Level, message: fmt::Arguments<'_>) {
         self.logs.borrow_mut().push((level, message.to_string()));
+    }
+
+    fn count(&self, name: &str) {
+        // One host call once the counter is defined (the first time costs a second one).
+        self.calls.set(self.calls.get() + 1);
+        self.counters.borrow_mut().push(name.to_string());
     }
 }

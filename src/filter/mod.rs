@@ -14,6 +14,7 @@ use log::Level;
 use crate::config::{Config, Mode};
 use crate::error::DaprError;
 use crate::inbound;
+use crate::metrics;
 use crate::route::{self, Decision, Forward, Reply};
 use crate::sidecar;
 
@@ -66,6 +67,9 @@ pub trait Host {
     ) -> Result<(), HostError>;
     /// Writes a log line. Costs a host call only when Envoy logs at `level`.
     fn log(&self, level: Level, message: fmt::Arguments<'_>);
+    /// Adds one to the filter's counter `name` ([`crate::metrics`]), defining it the first time.
+    /// Used when a call is refused, never on a forwarded one; a failure is not the request's.
+    fn count(&self, name: &str);
 }
 
 /// What Envoy does with the request once the filter is done with its headers or a piece of its
@@ -99,6 +103,7 @@ pub fn on_request_headers<H: Host>(
     let stream = Stream {
         host,
         context_id,
+        app_id: config.map_or("", |c| c.app_id.as_str()),
         grpc: config.is_some_and(|c| c.grpc),
     };
     let Some(config) = config else {
@@ -111,7 +116,13 @@ pub fn on_request_headers<H: Host>(
 }
 
 /// Handles a piece of a forwarded request's body: `size` bytes of it.
-pub fn on_request_body<H: Host>(host: &H, context_id: u32, body: &mut Body, size: usize) -> Next {
+pub fn on_request_body<H: Host>(
+    host: &H,
+    context_id: u32,
+    config: Option<&Config>,
+    body: &mut Body,
+    size: usize,
+) -> Next {
     let Body::Limited { left, app } = body else {
         return Next::Continue;
     };
@@ -127,6 +138,7 @@ pub fn on_request_body<H: Host>(host: &H, context_id: u32, body: &mut Body, size
             Stream {
                 host,
                 context_id,
+                app_id: config.map_or("", |c| c.app_id.as_str()),
                 grpc: false,
             }
             .reject(&e)
@@ -155,6 +167,8 @@ pub fn configured_line(config: &Config, took: Duration) -> String {
 struct Stream<'h, H> {
     host: &'h H,
     context_id: u32,
+    /// The sidecar's app (empty until a configuration was accepted), for the metrics.
+    app_id: &'h str,
     /// The call is gRPC: refusals are gRPC errors.
     grpc: bool,
 }
@@ -194,7 +208,15 @@ impl<H: Host> Stream<'_, H> {
         };
         match decision {
             Decision::Forward(forward) => self.forward(config, &forward, body),
-            Decision::Reply(reply) => self.respond(&reply),
+            Decision::Reply(reply) => {
+                if reply.status >= 400 {
+                    // A Dapr error carries its code; the API token's 401 has none.
+                    let code = metrics::error_code(&reply.body);
+                    self.host
+                        .count(&metrics::refusal(self.app_id, reply.status, code));
+                }
+                self.respond(&reply)
+            }
             Decision::Metadata => self.respond(&Reply {
                 status: 200,
                 content_type: Some("application/json"),
@@ -305,6 +327,18 @@ impl<H: Host> Stream<'_, H> {
                 )
             }
             inbound::Decision::Reject { error, why } => {
+                if let Some(acl) = &config.access_control {
+                    // Dapr's ACL metrics: the caller's identity, and which rule refused.
+                    let caller = request
+                        .peer_uri_san
+                        .and_then(|uri| inbound::parse_spiffe_id(uri.trim()));
+                    let policy = match &caller {
+                        Some(c) if acl.has_policy(c) => metrics::Policy::App,
+                        _ => metrics::Policy::Global,
+                    };
+                    self.host
+                        .count(&metrics::acl_blocked(policy, caller.as_ref()));
+                }
                 // At debug: a flood of refused calls must not flood the log.
                 let (status, message) = (error.status, &error.message);
                 match why {
@@ -334,6 +368,8 @@ impl<H: Host> Stream<'_, H> {
     }
 
     fn reject(&self, e: &DaprError) -> Next {
+        self.host
+            .count(&metrics::refusal(self.app_id, e.status, e.code));
         if self.grpc {
             return self.respond(&Reply::grpc(e));
         }

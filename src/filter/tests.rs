@@ -244,9 +244,18 @@ fn bodies_over_the_limit_are_refused() {
         .with_header("dapr-app-id", "order-processor");
     let mut body = Body::Untouched;
     assert_eq!(run(&host, &c, &mut body), Next::Continue);
-    assert_eq!(on_request_body(&host, 7, &mut body, 6), Next::Continue);
-    assert_eq!(on_request_body(&host, 7, &mut body, 4), Next::Continue);
-    assert_eq!(on_request_body(&host, 7, &mut body, 1), Next::Stop);
+    assert_eq!(
+        on_request_body(&host, 7, Some(&c), &mut body, 6),
+        Next::Continue
+    );
+    assert_eq!(
+        on_request_body(&host, 7, Some(&c), &mut body, 4),
+        Next::Continue
+    );
+    assert_eq!(
+        on_request_body(&host, 7, Some(&c), &mut body, 1),
+        Next::Stop
+    );
     assert_json_reply(&host.reply(), 413, too_long);
 }
 
@@ -538,6 +547,56 @@ fn the_configured_line_says_what_was_loaded_and_how_fast() {
         configured_line(&config(OUTBOUND), Duration::from_micros(1500)),
         r#"app "checkout" in namespace "default": 2 target app(s), cluster header "x-dapr-cluster"; configured in 1.5 ms"#
     );
+}
+
+#[test]
+fn refusals_are_counted_with_daprs_names_and_forwards_are_not() {
+    let forward = FakeHost::new()
+        .with_request("GET", "/orders")
+        .with_header("dapr-app-id", "order-processor");
+    assert_eq!(handle(&forward, OUTBOUND), Next::Continue);
+    assert!(forward.counted().is_empty(), "nothing on the hot path");
+    let unknown = FakeHost::new()
+        .with_request("GET", "/orders")
+        .with_header("dapr-app-id", "nope");
+    assert_eq!(handle(&unknown, OUTBOUND), Next::Stop);
+    assert_eq!(
+        unknown.counted(),
+        ["dapr_error_code_total;app_id=checkout;category=service-invocation;error_code=ERR_DIRECT_INVOKE;status=500"]
+    );
+    // The API token's 401 has no Dapr error code.
+    let host = FakeHost::new().with_request("GET", "/orders");
+    assert_eq!(run(&host, &guarded(), &mut Body::Untouched), Next::Stop);
+    assert_eq!(host.reply().status, 401);
+    assert_eq!(
+        host.counted(),
+        ["dapr_error_code_total;app_id=checkout;category=service-invocation;error_code=;status=401"]
+    );
+    // Inbound: the ACL's counter names the caller and the rule, then the error's.
+    let denied = FakeHost::new()
+        .with_request("DELETE", "/orders")
+        .with_peer(CHECKOUT);
+    assert_eq!(handle(&denied, INBOUND), Next::Stop);
+    assert_eq!(
+        denied.counted(),
+        [
+            "dapr_runtime_acl_app_policy_action_blocked_total;app_id=checkout;trustDomain=public;namespace=default",
+            "dapr_error_code_total;app_id=order-processor;category=service-invocation;error_code=ERR_DIRECT_INVOKE;status=403",
+        ]
+    );
+    let stranger = FakeHost::new()
+        .with_request("POST", "/orders")
+        .with_peer("spiffe://public/ns/default/intruder");
+    assert_eq!(handle(&stranger, INBOUND), Next::Stop);
+    assert_eq!(
+        stranger.counted()[0],
+        "dapr_runtime_acl_global_policy_action_blocked_total;app_id=intruder;trustDomain=public;namespace=default"
+    );
+    let allowed = FakeHost::new()
+        .with_request("POST", "/orders")
+        .with_peer(CHECKOUT);
+    assert_eq!(handle(&allowed, INBOUND), Next::Continue);
+    assert!(allowed.counted().is_empty());
 }
 
 /// order-processor as a gRPC app: only checkout may call `/orders.Orders/Submit`.

@@ -5,7 +5,8 @@
 //! handle: the SDK's convenience methods unwrap, and a header value that is not UTF-8 would trap
 //! the VM through them.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
@@ -71,6 +72,26 @@ impl Host for Envoy {
         // The logger checks the level before it formats or calls the host.
         log::log!(level, "{message}");
     }
+
+    fn count(&self, name: &str) {
+        let id = COUNTERS.with(|counters| {
+            let mut counters = counters.borrow_mut();
+            if let Some(id) = counters.get(name) {
+                return Some(*id);
+            }
+            let id = hostcalls::define_metric(MetricType::Counter, name).ok()?;
+            counters.insert(name.to_string(), id);
+            Some(id)
+        });
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}
+
+thread_local! {
+    /// The filter's counters defined so far, by name (one VM per worker thread).
+    static COUNTERS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
 }
 
 /// Makes the filter log at Envoy's level for wasm (`--log-level`, or
@@ -208,6 +229,7 @@ impl HttpContext for Http {
         action(super::on_request_body(
             &Envoy,
             self.context_id,
+            self.config.as_deref(),
             &mut self.body,
             body_size,
         ))

@@ -16,6 +16,32 @@ pub struct Bootstrap {
     pub node: Node,
     pub admin: Admin,
     pub static_resources: StaticResources,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats_config: Option<StatsConfig>,
+}
+
+/// `config.metrics.v3.StatsConfig`: how stat names become tagged metrics, and histogram buckets.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsConfig {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stats_tags: Vec<TagSpecifier>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub histogram_bucket_settings: Vec<HistogramBucketSettings>,
+}
+
+/// A tag taken out of stat names: the regex's first group is removed from the name, its second
+/// is the tag's value.
+#[derive(Debug, Clone, Serialize)]
+pub struct TagSpecifier {
+    pub tag_name: String,
+    pub regex: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistogramBucketSettings {
+    #[serde(rename = "match")]
+    pub stat_match: StringMatcher,
+    pub buckets: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +91,12 @@ impl Address {
 pub struct Listener {
     pub name: String,
     pub address: Address,
+    /// `INBOUND` or `OUTBOUND`: tracing makes SERVER or CLIENT spans from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic_direction: Option<&'static str>,
+    /// The most bytes buffered per connection (Envoy's default: 1 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_connection_buffer_limit_bytes: Option<u32>,
     pub filter_chains: Vec<FilterChain>,
 }
 
@@ -105,6 +137,112 @@ pub struct HttpConnectionManager {
     pub local_reply_config: Option<LocalReplyConfig>,
     pub route_config: RouteConfiguration,
     pub http_filters: Vec<HttpFilter>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<HcmTracing>,
+}
+
+/// `HttpConnectionManager.Tracing`: a span per request, sent to `provider`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HcmTracing {
+    /// The share of requests traced that come without a sampling decision.
+    pub random_sampling: Percent,
+    /// The span's name: a format string, evaluated when the span ends (so it sees the request
+    /// as the filters and the route left it).
+    pub operation: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub custom_tags: Vec<CustomTag>,
+    pub provider: TracingProvider,
+}
+
+/// `config.trace.v3.Tracing.Http`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TracingProvider {
+    pub name: &'static str,
+    pub typed_config: TypedConfig,
+}
+
+/// `type.tracing.v3.CustomTag`: a span attribute.
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomTag {
+    pub tag: String,
+    #[serde(flatten)]
+    pub value: CustomTagValue,
+}
+
+/// Where a custom tag's value comes from: Envoy's `oneof type`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomTagValue {
+    Literal {
+        value: String,
+    },
+    RequestHeader {
+        name: String,
+    },
+    /// A format string (`%REQ(...)%`, `%RESPONSE_CODE%`, ...).
+    Value(String),
+}
+
+/// `config.trace.v3.OpenTelemetryConfig`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenTelemetryConfig {
+    pub service_name: String,
+    #[serde(flatten)]
+    pub export: OtlpExport,
+}
+
+/// How the OpenTelemetry tracer exports: Envoy's `oneof`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpExport {
+    GrpcService(GrpcService),
+    HttpService(HttpService),
+}
+
+/// `core.v3.GrpcService` through Envoy's own gRPC client.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrpcService {
+    pub envoy_grpc: EnvoyGrpc,
+    pub timeout: Dur,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub initial_metadata: Vec<HeaderValue>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvoyGrpc {
+    pub cluster_name: String,
+    /// The `:authority` sent; the cluster's name when unset.
+    pub authority: String,
+}
+
+/// `core.v3.HttpService`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpService {
+    pub http_uri: HttpUri,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpUri {
+    pub uri: String,
+    pub cluster: String,
+    pub timeout: Dur,
+}
+
+/// `config.trace.v3.ZipkinConfig`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ZipkinConfig {
+    pub collector_cluster: String,
+    pub collector_endpoint: String,
+    pub collector_hostname: String,
+    /// `HTTP_JSON` (Zipkin's v2 API) or `HTTP_PROTO`.
+    pub collector_endpoint_version: &'static str,
+    pub trace_id_128bit: bool,
+    /// False: the callee's span is a child of the caller's, with an id of its own.
+    pub shared_span_context: bool,
+    /// `USE_B3_WITH_W3C_PROPAGATION`: read B3 or W3C, send both.
+    pub trace_context_option: &'static str,
 }
 
 /// `core.v3.HttpProtocolOptions`: limits and header hygiene shared by HTTP/1.1 and HTTP/2.
@@ -199,6 +337,15 @@ pub struct VirtualHost {
     pub name: String,
     pub domains: Vec<String>,
     pub routes: Vec<Route>,
+    /// Requests counted apart (`vhost.<name>.vcluster.<cluster>.*` stats), by their headers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub virtual_clusters: Vec<VirtualCluster>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VirtualCluster {
+    pub name: String,
+    pub headers: Vec<HeaderMatcher>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,6 +360,9 @@ pub struct Route {
     pub request_headers_to_remove: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub response_headers_to_add: Vec<HeaderValueOption>,
+    /// The route's own stats, `vhost.<virtual host>.route.<stat_prefix>.*`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stat_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -305,6 +455,17 @@ impl HeaderValueOption {
         }
     }
 
+    /// A header added only when the message has none under this name.
+    pub fn if_absent(key: &str, value: impl Into<String>) -> Self {
+        HeaderValueOption {
+            header: HeaderValue {
+                key: key.to_string(),
+                value: value.into(),
+            },
+            append_action: Some("ADD_IF_ABSENT"),
+        }
+    }
+
     /// A header that replaces every value the request had.
     pub fn overwrite(key: &str, value: impl Into<String>) -> Self {
         HeaderValueOption {
@@ -382,6 +543,12 @@ pub enum TypedConfig {
     StringValue { value: String },
     #[serde(rename = "type.googleapis.com/envoy.extensions.clusters.dns.v3.DnsCluster")]
     DnsCluster(DnsCluster),
+    #[serde(rename = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig")]
+    OpenTelemetryConfig(OpenTelemetryConfig),
+    #[serde(rename = "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig")]
+    ZipkinConfig(ZipkinConfig),
+    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua")]
+    Lua { default_source_code: DataSource },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -455,6 +622,9 @@ pub struct DownstreamTlsContext {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UpstreamTlsContext {
+    /// The server name sent (SNI); none: none sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
     pub common_tls_context: CommonTlsContext,
 }
 
@@ -476,9 +646,18 @@ pub struct TlsCertificate {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CertificateValidationContext {
-    pub trusted_ca: DataSource,
+    /// The CA to trust; none: the system's ([`system_root_certs`](Self::system_root_certs)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_ca: Option<DataSource>,
+    /// `{}`: the operating system's CAs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_root_certs: Option<Empty>,
     pub match_typed_subject_alt_names: Vec<SubjectAltNameMatcher>,
 }
+
+/// An empty message (`{}`), for options that are on by being present.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Empty {}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SubjectAltNameMatcher {
@@ -498,6 +677,9 @@ pub struct Cluster {
     #[serde(flatten)]
     pub discovery: Discovery,
     pub connect_timeout: Dur,
+    /// The most bytes buffered per connection (Envoy's default: 1 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_connection_buffer_limit_bytes: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lb_policy: Option<&'static str>,
     pub load_assignment: ClusterLoadAssignment,
@@ -718,6 +900,7 @@ mod tests {
             request_headers_to_add: vec![],
             request_headers_to_remove: vec![],
             response_headers_to_add: vec![],
+            stat_prefix: None,
         };
         assert_eq!(
             json(&route),

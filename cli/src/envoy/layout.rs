@@ -15,7 +15,9 @@ pub struct Listen {
     pub outbound: Address,
     /// What other sidecars call.
     pub inbound: Address,
-    /// Envoy's admin interface.
+    /// The metrics listener (Prometheus scrapes it).
+    pub metrics: Address,
+    /// Envoy's admin interface, on loopback.
     pub admin: Address,
     /// What the app's gRPC clients call (`DAPR_GRPC_PORT`).
     pub grpc: Address,
@@ -69,6 +71,7 @@ impl Layout for Local {
         Listen {
             outbound: Address::new(LOOPBACK, app.http_port),
             inbound: Address::new(LOOPBACK, app.inbound_port),
+            metrics: Address::new(LOOPBACK, app.metrics_port),
             admin: Address::new(LOOPBACK, app.admin_port),
             grpc: Address::new(LOOPBACK, app.grpc_port),
         }
@@ -97,9 +100,11 @@ pub fn tls_files(dir: &Path, app_id: &str) -> TlsFiles {
 }
 
 /// Dapr's fixed ports when every app has a network of its own (a container, a pod): the HTTP
-/// API port, the internal port other sidecars call, and the metrics port (Envoy's admin here).
+/// API port, the internal port other sidecars call, and the metrics port; Envoy's admin stays
+/// on the loopback of the container or pod.
 pub const CONTAINER_HTTP_PORT: u16 = 3500;
 pub const CONTAINER_INBOUND_PORT: u16 = 50002;
+pub const CONTAINER_METRICS_PORT: u16 = 9090;
 pub const CONTAINER_ADMIN_PORT: u16 = 9901;
 /// Dapr's gRPC API port (`DAPR_GRPC_PORT`) in a container or pod.
 pub const CONTAINER_GRPC_PORT: u16 = 50001;
@@ -125,12 +130,12 @@ impl Container {
     /// A memory-only directory (a tmpfs) that the sidecar's user owns.
     pub const CERTS: &'static str = "/run/dapr-envoy/certs";
 
-    /// The ports an app's sidecar uses: HTTP, inbound, admin.
+    /// The ports an app's sidecar uses: HTTP, inbound, metrics.
     pub fn ports(app: &AppPlan) -> (u16, u16, u16) {
         (
             app.requested.http.unwrap_or(CONTAINER_HTTP_PORT),
             app.requested.inbound.unwrap_or(CONTAINER_INBOUND_PORT),
-            app.requested.admin.unwrap_or(CONTAINER_ADMIN_PORT),
+            app.requested.metrics.unwrap_or(CONTAINER_METRICS_PORT),
         )
     }
 
@@ -145,12 +150,13 @@ impl Container {
 
 impl Layout for Container {
     fn listen(&self, app: &AppPlan) -> Listen {
-        let (http, inbound, admin) = Container::ports(app);
+        let (http, inbound, metrics) = Container::ports(app);
         Listen {
             // The app shares the sidecar's network namespace: its calls arrive on loopback.
             outbound: Address::new(LOOPBACK, http),
             inbound: Address::new("0.0.0.0", inbound),
-            admin: Address::new(LOOPBACK, admin),
+            metrics: Address::new("0.0.0.0", metrics),
+            admin: Address::new(LOOPBACK, CONTAINER_ADMIN_PORT),
             grpc: Address::new(LOOPBACK, container_grpc_port(app)),
         }
     }
@@ -286,7 +292,7 @@ impl Kubernetes {
         (
             app.requested.http.unwrap_or(CONTAINER_HTTP_PORT),
             app.requested.inbound.unwrap_or(CONTAINER_INBOUND_PORT),
-            app.requested.admin.unwrap_or(KUBERNETES_METRICS_PORT),
+            app.requested.metrics.unwrap_or(KUBERNETES_METRICS_PORT),
         )
     }
 
@@ -299,12 +305,13 @@ impl Kubernetes {
 
 impl Layout for Kubernetes {
     fn listen(&self, app: &AppPlan) -> Listen {
-        let (http, inbound, _) = Kubernetes::ports(app);
+        let (http, inbound, metrics) = Kubernetes::ports(app);
         Listen {
             // The app shares the pod's network namespace: its calls arrive on loopback, and only
             // there (whoever calls this listener speaks as the app).
             outbound: Address::new(LOOPBACK, http),
             inbound: Address::new("0.0.0.0", inbound),
+            metrics: Address::new("0.0.0.0", metrics),
             admin: Address::new(LOOPBACK, CONTAINER_ADMIN_PORT),
             grpc: Address::new(LOOPBACK, container_grpc_port(app)),
         }

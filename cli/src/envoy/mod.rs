@@ -12,7 +12,9 @@
 
 pub mod api;
 pub mod layout;
+pub mod metrics;
 pub mod resiliency;
+pub mod tracing;
 
 use dapr_invoke::error::{invoke_failed, no_app_channel, ERR_DIRECT_INVOKE};
 use dapr_invoke::names::{
@@ -147,6 +149,7 @@ fn local_app_cluster(me: &AppPlan, address: Address) -> Cluster {
         c.transport_socket = Some(TransportSocket {
             name: "envoy.transport_sockets.tls",
             typed_config: TypedConfig::UpstreamTlsContext(UpstreamTlsContext {
+                sni: None,
                 common_tls_context: CommonTlsContext {
                     tls_certificates: vec![],
                     alpn_protocols: vec![if http2 { "h2" } else { "http/1.1" }],
@@ -296,7 +299,7 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
             my_tls.as_ref().map(|_| Dur::secs(HEADERS_TIMEOUT_SECS));
     }
 
-    Ok(Bootstrap {
+    let mut sidecar = Bootstrap {
         node: Node {
             id: me.app_id.clone(),
             cluster: me.app_id.clone(),
@@ -308,7 +311,12 @@ pub fn sidecar(plan: &Plan, me: &AppPlan, layout: &dyn Layout) -> Result<Bootstr
             listeners: vec![outbound, inbound, grpc],
             clusters,
         },
-    })
+        stats_config: None,
+    };
+    // Observability applies to every listener built above; the metrics listener is its own.
+    tracing::trace(&mut sidecar, me);
+    metrics::observe(&mut sidecar, plan, me, listen.metrics);
+    Ok(sidecar)
 }
 
 /// One route per target app, selected by the cluster the filter chose, carrying that target's
@@ -378,6 +386,7 @@ fn outbound_routes(plan: &Plan, me: &AppPlan, grpc: bool) -> Vec<Route> {
                     .collect(),
                 request_headers_to_remove: strip(),
                 response_headers_to_add: vec![],
+                stat_prefix: None,
             }
         };
         if grpc {
@@ -405,6 +414,7 @@ fn outbound_routes(plan: &Plan, me: &AppPlan, grpc: bool) -> Vec<Route> {
         request_headers_to_add: forwarded_host(grpc),
         request_headers_to_remove: strip(),
         response_headers_to_add: vec![],
+        stat_prefix: None,
     });
     routes
 }
@@ -495,6 +505,7 @@ fn inbound_route(me: &AppPlan) -> Route {
         request_headers_to_add: add,
         request_headers_to_remove: remove,
         response_headers_to_add: content_type,
+        stat_prefix: None,
     }
 }
 
@@ -588,6 +599,7 @@ pub(crate) fn cluster(
         name: name.to_string(),
         discovery,
         connect_timeout: Dur::secs(1),
+        per_connection_buffer_limit_bytes: None,
         // Send each request to the least busy instance.
         lb_policy: dns.then_some("LEAST_REQUEST"),
         load_assignment: ClusterLoadAssignment {
@@ -645,7 +657,8 @@ fn downstream_tls(tls: &TlsFiles) -> TransportSocket {
                 tls_certificates: vec![tls_certificate(tls)],
                 alpn_protocols: vec!["h2", "http/1.1"],
                 validation_context: Some(CertificateValidationContext {
-                    trusted_ca: DataSource::Filename(tls.ca.display().to_string()),
+                    trusted_ca: Some(DataSource::Filename(tls.ca.display().to_string())),
+                    system_root_certs: None,
                     match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
                         san_type: "URI",
                         matcher: StringMatcher::Prefix("spiffe://".into()),
@@ -661,11 +674,13 @@ fn upstream_tls(tls: &TlsFiles, peer: &str) -> TransportSocket {
     TransportSocket {
         name: "envoy.transport_sockets.tls",
         typed_config: TypedConfig::UpstreamTlsContext(UpstreamTlsContext {
+            sni: None,
             common_tls_context: CommonTlsContext {
                 tls_certificates: vec![tls_certificate(tls)],
                 alpn_protocols: vec!["h2"],
                 validation_context: Some(CertificateValidationContext {
-                    trusted_ca: DataSource::Filename(tls.ca.display().to_string()),
+                    trusted_ca: Some(DataSource::Filename(tls.ca.display().to_string())),
+                    system_root_certs: None,
                     match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
                         san_type: "URI",
                         matcher: StringMatcher::Exact(peer.to_string()),
@@ -832,13 +847,17 @@ pub(crate) fn listener(http: Http) -> Listener {
                 name: name.to_string(),
                 domains: vec!["*".into()],
                 routes,
+                virtual_clusters: vec![],
             }],
         },
         http_filters,
+        tracing: None,
     };
     Listener {
         name: name.to_string(),
         address,
+        traffic_direction: None,
+        per_connection_buffer_limit_bytes: None,
         filter_chains: vec![FilterChain {
             filters: vec![NetworkFilter {
                 name: "envoy.filters.network.http_connection_manager",
@@ -992,7 +1011,10 @@ apps:
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["to-order-processor", "to-checkout"]);
+        assert_eq!(
+            names,
+            ["to-order-processor", "to-checkout", metrics::ADMIN_CLUSTER]
+        );
     }
 
     #[test]
@@ -1056,7 +1078,10 @@ apps:
             .iter()
             .map(|l| l["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["outbound", "inbound", "grpc"]);
+        assert_eq!(
+            names,
+            ["outbound", "inbound", "grpc", metrics::METRICS_LISTENER]
+        );
         assert_eq!(
             listeners[2]["address"]["socket_address"],
             json!({"address": "127.0.0.1", "port_value": p.apps[1].grpc_port})
@@ -1173,7 +1198,7 @@ apps:
                     let max = opts["max_headers_count"].as_u64().unwrap();
                     assert!(max >= u64::from(MAX_APP_HEADERS), "{name}");
                     // What a sidecar sends on must fit what the next one accepts.
-                    if name == "outbound" || name == "grpc" {
+                    if name == "outbound" || name == "grpc" || name == metrics::METRICS_LISTENER {
                         assert_eq!(max, u64::from(MAX_APP_HEADERS));
                     } else {
                         assert_eq!(max, u64::from(MAX_MESH_HEADERS));
@@ -1275,7 +1300,10 @@ apps:
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["to-checkout", LOCAL_APP_CLUSTER]);
+        assert_eq!(
+            names,
+            ["to-checkout", LOCAL_APP_CLUSTER, metrics::ADMIN_CLUSTER]
+        );
         // An app without a port has no app to serve it: its own inbound listener answers.
         let PluginConfig::Outbound(o) = outbound_plugin(&p, &p.apps[1]) else {
             panic!()

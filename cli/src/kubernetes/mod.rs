@@ -962,10 +962,13 @@ mod tests {
         assert_eq!(
             summary,
             [
-                ("/ready".to_string(), sidecar::ADMIN_CLUSTER.to_string()),
+                (
+                    "/ready".to_string(),
+                    crate::envoy::metrics::ADMIN_CLUSTER.to_string()
+                ),
                 (
                     "/stats/prometheus".to_string(),
-                    sidecar::ADMIN_CLUSTER.to_string()
+                    crate::envoy::metrics::ADMIN_CLUSTER.to_string()
                 ),
                 ("/".to_string(), "404".to_string()),
             ]
@@ -974,7 +977,7 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["name"] == sidecar::ADMIN_CLUSTER)
+            .find(|c| c["name"] == crate::envoy::metrics::ADMIN_CLUSTER)
             .unwrap();
         assert_eq!(
             admin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]

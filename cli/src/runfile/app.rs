@@ -130,7 +130,7 @@ pub fn read(
     let requested = RequestedPorts {
         http: port(&m.dapr_http_port),
         inbound: port(&m.dapr_internal_grpc_port),
-        admin: port(&m.metrics_port),
+        metrics: port(&m.metrics_port),
         grpc: port(&m.dapr_grpc_port),
     };
     let explicit = [
@@ -279,6 +279,8 @@ pub fn read(
     // The app's Dapr Configuration: access control, and the trust domain the app is in.
     let mut trust_domain = dapr_invoke::names::DEFAULT_TRUST_DOMAIN.to_string();
     let mut access_control = None;
+    let mut tracing = None;
+    let mut metrics = crate::dapr_config::Metrics::default();
     if let Some((rel, line, key)) = text(
         "configFilePath",
         &m.config_file_path,
@@ -294,6 +296,8 @@ pub fn read(
             trust_domain = td;
         }
         access_control = config.access_control;
+        tracing = config.tracing;
+        metrics = config.metrics;
     }
 
     // Resources: the app's own paths, else common's; Resiliency resources are read from them.
@@ -339,6 +343,7 @@ pub fn read(
             protocol,
             http_port: 0,
             inbound_port: 0,
+            metrics_port: 0,
             admin_port: 0,
             grpc_port: 0,
             requested,
@@ -346,6 +351,8 @@ pub fn read(
             app_log,
             envoy_log,
             access_control,
+            tracing,
+            metrics,
             resiliency,
             trust_domain,
             namespace: cx.namespace.to_string(),

@@ -102,7 +102,8 @@ impl LogDest {
 pub struct RequestedPorts {
     pub http: Option<u16>,
     pub inbound: Option<u16>,
-    pub admin: Option<u16>,
+    /// `metricsPort`: the metrics listener.
+    pub metrics: Option<u16>,
     /// `daprGRPCPort`.
     pub grpc: Option<u16>,
 }
@@ -121,7 +122,10 @@ pub struct AppPlan {
     pub http_port: u16,
     /// Inbound listener: what other sidecars call to reach this app.
     pub inbound_port: u16,
-    /// Envoy's admin port (`metricsPort` when given: `/stats/prometheus` lives there).
+    /// The metrics listener (`metricsPort` when given): Dapr's metrics and Envoy's own in
+    /// Prometheus' format at `/stats/prometheus`, and `/ready`.
+    pub metrics_port: u16,
+    /// Envoy's admin interface, on loopback (whoever reaches it can stop Envoy).
     pub admin_port: u16,
     /// The gRPC listener: what the app's gRPC clients call (`DAPR_GRPC_PORT`), Dapr's gRPC
     /// proxying.
@@ -135,6 +139,10 @@ pub struct AppPlan {
     /// `spec.accessControl` of the app's Dapr Configuration (`configFilePath`): the policy its
     /// sidecar enforces on callers.
     pub access_control: Option<dapr_invoke::acl::RawAccessControl>,
+    /// `spec.tracing` of the app's Dapr Configuration: its sidecar's spans and where they go.
+    pub tracing: Option<crate::tracing::Tracing>,
+    /// `spec.metric` of the app's Dapr Configuration: Dapr's metrics on or off, and buckets.
+    pub metrics: crate::dapr_config::Metrics,
     /// The Resiliency policies that apply to this app's calls, by target app
     /// (from the YAML files in `resourcesPath` / `resourcesPaths`).
     pub resiliency: crate::resiliency::Policies,

@@ -57,7 +57,7 @@ pub struct Explicit {
 }
 
 /// Checks the explicit ports of `apps` (`explicit[i]` belongs to `apps[i]`), then fills in
-/// `http_port`, `inbound_port`, `admin_port` and `grpc_port`.
+/// `http_port`, `inbound_port`, `metrics_port`, `admin_port` and `grpc_port`.
 pub fn resolve(
     file: &str,
     apps: &mut [AppPlan],
@@ -127,7 +127,8 @@ pub fn resolve(
                 app.requested.inbound,
                 "daprInternalGRPCPort",
             ),
-            (&mut app.admin_port, app.requested.admin, "metricsPort"),
+            (&mut app.metrics_port, app.requested.metrics, "metricsPort"),
+            (&mut app.admin_port, None, "metricsPort"),
             (&mut app.grpc_port, app.requested.grpc, "daprGRPCPort"),
         ] {
             *slot = match given {
