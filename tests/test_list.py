@@ -3,6 +3,8 @@ live request rates and error counts read from their sidecars, through a real `da
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -56,7 +58,10 @@ def test_list_shows_the_runs_apps_with_live_rates_and_errors(tmp_path):
 
         def load():
             while not stop.is_set():
-                harness.request(ports["caller_http"], "GET", "/v1.0/invoke/callee/method/orders")
+                try:
+                    harness.request(ports["caller_http"], "GET", "/v1.0/invoke/callee/method/orders")
+                except OSError:
+                    pass  # the run stopping, or a sidecar killed below
                 time.sleep(0.05)
         threading.Thread(target=load, daemon=True).start()
         time.sleep(1)
@@ -89,6 +94,18 @@ def test_list_shows_the_runs_apps_with_live_rates_and_errors(tmp_path):
         head, *lines = table.splitlines()
         assert head.split()[:4] == ["APP", "ID", "HTTP", "PORT"] and "ERRORS" in head
         assert [line.split()[0] for line in lines] == ["callee", "caller"]
+
+        # The runner starts a killed sidecar again: the list shows the new Envoy's pid.
+        old = callee["envoyPid"]
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:
+            row = {r["appId"]: r for r in list_json("--run-dir", str(run_dir), "--interval", "0")}["callee"]
+            if row["envoyPid"] != old:
+                break
+            assert time.monotonic() < deadline, f"still the killed pid:\n{run.out}\n{run.err}"
+            time.sleep(0.2)
+        assert "envoy" in cmdline(row["envoyPid"])
     finally:
         stop.set()
         run.stop()
