@@ -113,6 +113,15 @@ def native(upstream_port: int, n_apps: int, target_in_middle: bool = False) -> t
     return cfg, port
 
 
+def identity_headers(key: str) -> list[dict]:
+    """The identity headers dapr-invoke sets for a call to app `key` (`id` or `id.namespace`),
+    as Envoy's `request_headers_to_add`, replacing what the app sent."""
+    return [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for k, v in (("dapr-caller-app-id", SELF["app_id"]),
+                         ("dapr-caller-namespace", SELF["namespace"]),
+                         ("dapr-callee-app-id", key.split(".")[0]))]
+
+
 def identity_routes(upstream_port: int, n_apps: int) -> tuple[dict, int]:
     """dapr-invoke as `dapr-envoy` generates its sidecars (`identity_headers: route`): every
     target app has a cluster of its own and a route matched on the cluster header that sets the
@@ -133,11 +142,7 @@ def identity_routes(upstream_port: int, n_apps: int) -> tuple[dict, int]:
             "match": {"prefix": "/", "headers": [
                 {"name": "x-dapr-cluster", "string_match": {"exact": name}}]},
             "route": {"cluster": name, "timeout": "0s"},
-            "request_headers_to_add": [
-                {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
-                for k, v in (("dapr-caller-app-id", SELF["app_id"]),
-                             ("dapr-caller-namespace", SELF["namespace"]),
-                             ("dapr-callee-app-id", key.split(".")[0]))],
+            "request_headers_to_add": identity_headers(key),
             "request_headers_to_remove": ["x-dapr-cluster"]})
     vh = harness.hcm(cfg, "outbound")["route_config"]["virtual_hosts"][0]
     vh["routes"] = routes + [r for r in vh["routes"] if "cluster_header" in r.get("route", {})]
@@ -165,11 +170,7 @@ def native_identity(upstream_port: int, n_apps: int) -> tuple[dict, int]:
     apps = plugin_config(n_apps)["apps"]
     for route, key in zip(harness.hcm(cfg, "outbound")["route_config"]["virtual_hosts"][0]["routes"],
                           apps):
-        route["request_headers_to_add"] = [
-            {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
-            for k, v in (("dapr-caller-app-id", SELF["app_id"]),
-                         ("dapr-caller-namespace", SELF["namespace"]),
-                         ("dapr-callee-app-id", key.split(".")[0]))]
+        route["request_headers_to_add"] = identity_headers(key)
     return cfg, port
 
 
