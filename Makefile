@@ -136,7 +136,7 @@ h2load:
 NOOP_WASM     := bench/noop-filter/target/wasm32-wasip1/release/bench_noop_filter.wasm
 NOOP_STRIPPED := bench/noop-filter/target/wasm32-wasip1/release/bench_noop_filter.stripped.wasm
 .PHONY: bench
-bench: wasm cli h2load ## Benchmark against Envoy's native routing (a few minutes): BENCHMARKS.md, bench/results/
+bench: wasm cli h2load ## Benchmark against Envoy's native routing (about 25 minutes on 2 cores): BENCHMARKS.md, bench/results/
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/noop-filter/Cargo.toml
 	@# The floor as dapr-invoke ships: the same export trimming and wasm-opt as `make wasm`.
