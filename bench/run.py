@@ -14,10 +14,8 @@ Outputs: bench/results/{results.json,results.md,growth.png}, and the table in BE
 from __future__ import annotations
 
 import copy
-import datetime
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -470,29 +468,6 @@ def plot(growth: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def update_benchmarks_md(table: str) -> None:
-    doc = ROOT / "BENCHMARKS.md"
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
-    text = doc.read_text() if doc.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
-    if begin not in text:
-        text += f"\n{begin}\n{end}\n"
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    doc.write_text(f"{head}{begin}\n{table}{end}{tail}")
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    envoy = subprocess.run([harness.envoy_bin(), "--version"], capture_output=True, text=True).stdout
-    m = re.search(r"/(\d+\.\d+\.\d+)/", envoy)
-    return {"cpu": cpu, "cores": os.cpu_count(), "envoy": m.group(1) if m else envoy.strip(),
-            "date": datetime.date.today().isoformat(), "kernel": platform.release()}
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -678,7 +653,7 @@ def main() -> int:
                 g[f"p99_over_native_same_{proto}"] = statistics.median(p99) if p99 else None
             growth.append(g)
 
-        meta = {**machine(), "rounds": ROUNDS, "n_small": N_SMALL, "n_large": N_LARGE,
+        meta = {**harness.machine(), "rounds": ROUNDS, "n_small": N_SMALL, "n_large": N_LARGE,
                 "connections": CONNECTIONS, "upstream": "Envoy direct_response (bench/upstream.yaml)",
                 "load_tool": "h2load " + subprocess.run(["h2load", "--version"], capture_output=True,
                                                         text=True).stdout.split()[-1],
@@ -700,7 +675,7 @@ def main() -> int:
         if len(growth) > 1:  # BENCH_ONLY may leave no growth cells
             plot(growth, RESULTS / "growth.png")
         if os.environ.get("BENCH_UPDATE_DOC", "1") == "1":
-            update_benchmarks_md(table)
+            harness.rewrite_between_markers(ROOT / "BENCHMARKS.md", "bench", "Benchmarks", table)
         print(table)
         print(f"wrote {RESULTS}/results.json, results.md, growth.png and the table in BENCHMARKS.md")
         return 0

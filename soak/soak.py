@@ -24,12 +24,10 @@ SOAK_UPDATE_DOC=0 (leave RELIABILITY.md alone).
 """
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -469,7 +467,7 @@ def soak(requests: int, rate: float, update_doc: bool = True, results: Path = RE
     harness.assert_nothing_left(run.marker)
 
     report = judge(loads, books, sampler, t0, t1, logs_before, logs_after, alive, run)
-    report["meta"] = {**machine(), "requests": total, "rate_asked": rate,
+    report["meta"] = {**harness.machine(), "requests": total, "rate_asked": rate,
                       "duration_s": t1 - t0, "rate": total / (t1 - t0),
                       "rss_bound_mib": RSS_BOUND_MIB, "wasm_bound_mib": WASM_BOUND_MIB,
                       "warm_up": WARM_UP, "workdir": str(tmp)}
@@ -477,7 +475,7 @@ def soak(requests: int, rate: float, update_doc: bool = True, results: Path = RE
     (results / "results.json").write_text(json.dumps(report, indent=1))
     text = markdown(report)
     if update_doc:
-        update_reliability_md(text)
+        harness.rewrite_between_markers(DOC, "soak", "Reliability", text)
     say(text)
     if report["passed"]:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -592,28 +590,6 @@ def markdown(r: dict) -> str:
         out.append(f"| {app} | {v['started_before_load']} | {v['started_during']} | "
                    f"{v['failures']} | {v['reloads_during']} |")
     return "\n".join(out) + "\n"
-
-
-def update_reliability_md(table: str) -> None:
-    begin, end = "<!-- soak:begin -->", "<!-- soak:end -->"
-    text = DOC.read_text() if DOC.exists() else f"# Reliability\n\n{begin}\n{end}\n"
-    if begin not in text:
-        text += f"\n{begin}\n{end}\n"
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    DOC.write_text(f"{head}{begin}\n{table}{end}{tail}")
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    envoy = subprocess.run([harness.envoy_bin(), "--version"], capture_output=True, text=True).stdout
-    m = re.search(r"/(\d+\.\d+\.\d+)/", envoy)
-    return {"cpu": cpu, "cores": os.cpu_count(), "envoy": m.group(1) if m else envoy.strip(),
-            "date": datetime.date.today().isoformat(), "kernel": platform.release()}
 
 
 def main() -> int:

@@ -8,9 +8,11 @@ the same listeners, routes and filter settings that users run.
 from __future__ import annotations
 
 import copy
+import datetime
 import http.client
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -654,3 +656,32 @@ def assert_protected(cfg: dict, where: str) -> None:
                         if lst["name"] == "outbound" and "cluster" in route.get("route", {}):
                             for header in ("dapr-caller-app-id", "dapr-caller-namespace", "dapr-callee-app-id"):
                                 assert added.get(header) == "OVERWRITE_IF_EXISTS_OR_ADD", (name, route)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports (make bench, make soak).
+
+
+def machine() -> dict:
+    """The machine a report's figures come from: CPU model, cores, Envoy version, date, kernel."""
+    cpu = platform.processor()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    envoy = subprocess.run([envoy_bin(), "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"/(\d+\.\d+\.\d+)/", envoy)
+    return {"cpu": cpu, "cores": os.cpu_count(), "envoy": m.group(1) if m else envoy.strip(),
+            "date": datetime.date.today().isoformat(), "kernel": platform.release()}
+
+
+def rewrite_between_markers(doc: Path, marker: str, title: str, text: str) -> None:
+    """Replaces what stands between `<!-- {marker}:begin -->` and `<!-- {marker}:end -->` in
+    `doc` with `text` (markers appended when missing; a new doc gets `# {title}`)."""
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    old = doc.read_text() if doc.exists() else f"# {title}\n\n{begin}\n{end}\n"
+    if begin not in old:
+        old += f"\n{begin}\n{end}\n"
+    head, rest = old.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{begin}\n{text}{end}{tail}")
