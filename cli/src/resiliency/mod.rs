@@ -518,29 +518,24 @@ pub const GRPC_RETRIABLE: [u8; 5] = [1, 4, 8, 13, 14];
 
 /// Dapr's `matching.gRPCStatusCodes`: "1,2,5-7", codes 0 to 16.
 fn grpc_status_codes(spec: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
-        let code = |s: &str| -> Result<u8, String> {
-            s.trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|c| *c <= 16)
-                .ok_or_else(|| format!("{part:?} is not a gRPC status code or range within 0-16"))
-        };
-        let (lo, hi) = (code(lo)?, code(hi)?);
-        if lo > hi {
-            return Err(format!("{part:?} is an empty range"));
-        }
-        out.extend(lo..=hi);
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
+    let codes = code_list(spec, 0..=16, "a gRPC status code")?;
+    Ok(codes
+        .into_iter()
+        .filter_map(|c| u8::try_from(c).ok())
+        .collect())
 }
 
 /// Dapr's `matching.httpStatusCodes`: "429,500-599".
 fn status_codes(spec: &str) -> Result<Vec<u16>, String> {
+    code_list(spec, 100..=599, "a status code")
+}
+
+/// A comma-separated list of codes and `lo-hi` ranges within `valid`, sorted, without repeats.
+fn code_list(
+    spec: &str,
+    valid: std::ops::RangeInclusive<u16>,
+    what: &str,
+) -> Result<Vec<u16>, String> {
     let mut out = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (lo, hi) = part.split_once('-').unwrap_or((part, part));
@@ -548,8 +543,14 @@ fn status_codes(spec: &str) -> Result<Vec<u16>, String> {
             s.trim()
                 .parse::<u16>()
                 .ok()
-                .filter(|c| (100..=599).contains(c))
-                .ok_or_else(|| format!("{part:?} is not a status code or range within 100-599"))
+                .filter(|c| valid.contains(c))
+                .ok_or_else(|| {
+                    format!(
+                        "{part:?} is not {what} or range within {}-{}",
+                        valid.start(),
+                        valid.end()
+                    )
+                })
         };
         let (lo, hi) = (code(lo)?, code(hi)?);
         if lo > hi {
